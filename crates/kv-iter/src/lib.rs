@@ -1,0 +1,71 @@
+//! The vocabulary every layer of the kv storage engine shares.
+//!
+//! - [`SeqNo`] and [`ValueKind`]: the version stamp and the put/delete marker.
+//! - [`InternalKey`] / [`InternalKeyRef`]: `user_key ++ u64_le(seq << 8 | kind)`, ordered
+//!   by user key ascending then sequence number descending ([`compare_internal_keys`]),
+//!   and [`seek_key`] for "newest version of K visible at snapshot S".
+//! - [`Cursor`]: the positioned, bidirectional interface every sorted source
+//!   implements (memtables, tables, merges), with errors that surface instead of
+//!   looking like the end of the data.
+//! - Combinators: [`MergingCursor`] (N-way heap merge, both directions),
+//!   [`VisibleCursor`] (snapshot visibility, version collapse, tombstone hiding),
+//!   [`BoundedCursor`] (any `RangeBounds`, or a prefix), and [`CursorIter`] (a std
+//!   `DoubleEndedIterator` of `Result<(key, value)>`).
+//! - [`VecCursor`]: an in-memory source for tests.
+//!
+//! Only bytewise user-key order is supported.
+//!
+//! # Example: the read path of an LSM tree in miniature
+//!
+//! ```
+//! use kv_iter::{
+//!     BoundedCursor, Bounds, CursorIter, InternalKey, MergingCursor, SeqNo, ValueKind,
+//!     VecCursor, VisibleCursor, Visibility,
+//! };
+//!
+//! let put = |k: &str, s: u64, v: &str| {
+//!     (InternalKey::new(k.as_bytes(), SeqNo::new(s).unwrap(), ValueKind::Put), v.as_bytes().to_vec())
+//! };
+//! let del = |k: &str, s: u64| {
+//!     (InternalKey::new(k.as_bytes(), SeqNo::new(s).unwrap(), ValueKind::Delete), Vec::new())
+//! };
+//! // A "memtable" (newest) and a "table" (older).
+//! let memtable = VecCursor::new(vec![put("apple", 5, "red"), del("cherry", 6)]);
+//! let table = VecCursor::new(vec![put("apple", 1, "green"), put("banana", 2, "yellow"), put("cherry", 3, "dark")]);
+//!
+//! let merged = MergingCursor::new(vec![memtable, table]);
+//! let visible = VisibleCursor::new(merged, SeqNo::MAX, Visibility::Latest);
+//! let bounded = BoundedCursor::new(visible, Bounds::from_range("a".."z"));
+//! let items: Vec<(Vec<u8>, Vec<u8>)> = CursorIter::new(bounded).collect::<Result<_, _>>()?;
+//! assert_eq!(items, vec![
+//!     (b"apple".to_vec(), b"red".to_vec()),
+//!     (b"banana".to_vec(), b"yellow".to_vec()),
+//! ]);
+//! # Ok::<(), kv_iter::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod bounds;
+mod cursor;
+mod error;
+mod iter;
+mod key;
+mod kind;
+mod merge;
+mod seqno;
+mod vec_cursor;
+mod visibility;
+
+pub use bounds::{BoundedCursor, Bounds, prefix_successor};
+pub use cursor::Cursor;
+pub use error::{Error, Result};
+pub use iter::CursorIter;
+pub use key::{
+    InternalKey, InternalKeyRef, TRAILER_LEN, compare_internal_keys, pack_trailer, seek_key,
+    split_internal_key, user_key_of,
+};
+pub use kind::ValueKind;
+pub use merge::MergingCursor;
+pub use seqno::SeqNo;
+pub use vec_cursor::VecCursor;
+pub use visibility::{Visibility, VisibleCursor};
