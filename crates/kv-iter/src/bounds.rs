@@ -201,7 +201,11 @@ impl<C: Cursor> BoundedCursor<C> {
 /// Positions `c` at the last entry whose user key is below `user_key`.
 fn seek_before<C: Cursor>(c: &mut C, user_key: &[u8]) -> Result<()> {
     c.seek(&seek_key(user_key, SeqNo::MAX))?;
-    if c.valid() { c.prev() } else { c.seek_to_last() }
+    if c.valid() {
+        c.prev()
+    } else {
+        c.seek_to_last()
+    }
 }
 
 impl<C: Cursor> Cursor for BoundedCursor<C> {

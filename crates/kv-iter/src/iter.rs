@@ -109,7 +109,11 @@ impl<C: Cursor> CursorIter<C> {
         }
     }
 
-    fn yield_current(&mut self, other_end: Option<&Vec<u8>>, crossed: fn(std::cmp::Ordering) -> bool) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
+    fn yield_current(
+        &mut self,
+        other_end: Option<&Vec<u8>>,
+        crossed: fn(std::cmp::Ordering) -> bool,
+    ) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
         if !self.cursor.valid() {
             self.done = true;
             return None;

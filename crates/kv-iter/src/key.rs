@@ -354,7 +354,11 @@ mod tests {
     #[test]
     fn seek_key_sorts_between_newer_and_visible_versions() {
         let target = seek_key(b"k", s(5));
-        for (seq, kind) in [(5, ValueKind::Put), (5, ValueKind::Delete), (4, ValueKind::Put)] {
+        for (seq, kind) in [
+            (5, ValueKind::Put),
+            (5, ValueKind::Delete),
+            (4, ValueKind::Put),
+        ] {
             let e = InternalKey::new(b"k", s(seq), kind);
             assert!(compare_internal_keys(&target, e.as_bytes()).is_lt());
         }

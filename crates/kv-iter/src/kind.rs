@@ -52,6 +52,9 @@ mod tests {
                 Err(e) => panic!("unexpected error {e}"),
             }
         }
-        assert!(ValueKind::from_u8(2).is_err(), "merge is reserved, not yet a kind");
+        assert!(
+            ValueKind::from_u8(2).is_err(),
+            "merge is reserved, not yet a kind"
+        );
     }
 }

@@ -69,3 +69,8 @@ pub use merge::MergingCursor;
 pub use seqno::SeqNo;
 pub use vec_cursor::VecCursor;
 pub use visibility::{Visibility, VisibleCursor};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -75,7 +75,11 @@ impl<C: Cursor> MergingCursor<C> {
     }
 
     /// Runs `op` on every child, then rebuilds the heap for `dir`.
-    fn reset_all(&mut self, dir: Direction, mut op: impl FnMut(&mut C) -> Result<()>) -> Result<()> {
+    fn reset_all(
+        &mut self,
+        dir: Direction,
+        mut op: impl FnMut(&mut C) -> Result<()>,
+    ) -> Result<()> {
         self.heap.clear();
         self.dir = dir;
         for child in &mut self.children {
@@ -87,8 +91,9 @@ impl<C: Cursor> MergingCursor<C> {
 
     fn rebuild(&mut self) {
         self.heap.clear();
-        self.heap
-            .extend((0..self.children.len()).filter(|&i| self.children.get(i).is_some_and(|c| c.valid())));
+        self.heap.extend(
+            (0..self.children.len()).filter(|&i| self.children.get(i).is_some_and(|c| c.valid())),
+        );
         let n = self.heap.len();
         for i in (0..n / 2).rev() {
             sift_down(&mut self.heap, i, &self.children, self.dir);
