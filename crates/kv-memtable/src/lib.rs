@@ -1,1 +1,70 @@
-//! Work in progress.
+//! The in-memory layer of the kv LSM-tree storage engine.
+//!
+//! - [`Memtable`]: a lock-free skiplist (`crossbeam-skiplist`) of every version written
+//!   since the last flush, keyed by internal key (user key, sequence number, kind), so
+//!   versions coexist and readers at old snapshots are unaffected by new writes.
+//!   [`Memtable::get`] answers "newest version visible at snapshot S" ([`Lookup`]),
+//!   [`Memtable::insert_batch`] inserts a batch with contiguous sequence numbers, and
+//!   [`Memtable::approximate_size`] tracks the heap bytes it uses.
+//! - [`MemtableCursor`]: a [`kv_iter::Cursor`] over one memtable that owns an `Arc` of
+//!   it (`'static + Send`), correct while inserts continue.
+//! - [`MemtableSet`]: the active memtable plus a bounded queue of immutable ones waiting
+//!   for a flush, with [`Arc`](std::sync::Arc) snapshots ([`MemtableSetView`]) for
+//!   readers.
+//! - [`Value`]: a value shared with the memtable, returned without copying.
+//!
+//! Sequence numbers are assigned by the caller (the engine owns the counter).
+//!
+//! # Example
+//!
+//! ```
+//! use kv_iter::{CursorIter, MergingCursor, SeqNo, ValueKind, Visibility, VisibleCursor};
+//! use kv_memtable::{MemtableSet, MemtableSetOptions};
+//!
+//! let set = MemtableSet::new(MemtableSetOptions::default())?;
+//! let s = |n| SeqNo::new(n).unwrap();
+//! set.active().insert_batch(s(1), [
+//!     (ValueKind::Put, "apple", "red"),
+//!     (ValueKind::Put, "banana", "yellow"),
+//! ])?;
+//! set.freeze()?;
+//! set.active().put(b"apple", b"green", s(3));
+//! set.active().delete(b"banana", s(4));
+//!
+//! // Point reads: the newest visible version across the set.
+//! let view = set.view();
+//! assert_eq!(view.get(b"apple", s(2)).and_then(|l| l.into_value()).unwrap(), b"red");
+//! assert!(view.get(b"banana", s(4)).unwrap().is_deleted());
+//!
+//! // Scans: merge the memtables' cursors (newest first), then apply a snapshot.
+//! let merged = MergingCursor::new(view.cursors());
+//! let scan = |snap| -> Result<Vec<(Vec<u8>, Vec<u8>)>, kv_iter::Error> {
+//!     let merged = MergingCursor::new(view.cursors());
+//!     CursorIter::new(VisibleCursor::new(merged, snap, Visibility::Latest)).collect()
+//! };
+//! assert_eq!(scan(s(2))?, vec![
+//!     (b"apple".to_vec(), b"red".to_vec()),
+//!     (b"banana".to_vec(), b"yellow".to_vec()),
+//! ]);
+//! assert_eq!(scan(SeqNo::MAX)?, vec![(b"apple".to_vec(), b"green".to_vec())]);
+//! # drop(merged);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod cursor;
+mod entry;
+mod error;
+mod memtable;
+mod set;
+
+pub use cursor::MemtableCursor;
+pub use entry::Value;
+pub use error::{Error, Result};
+pub use memtable::{Lookup, Memtable, MemtableId};
+pub use set::{MemtableSet, MemtableSetOptions, MemtableSetView};
+
+/// The README's examples, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
