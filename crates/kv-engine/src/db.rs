@@ -1,0 +1,221 @@
+//! The database handle and its shared state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use kv_memtable::{MemtableSet, MemtableSetView};
+use kv_sstable::BlockCache;
+use kv_wal::{FileLock, Fs, Wal};
+
+use crate::manifest::Manifest;
+use crate::options::{DbBuilder, Options};
+use crate::stats::Counters;
+use crate::version::{Graveyard, Version};
+use crate::{Error, Result};
+
+/// What readers see: the memtables and the tables, swapped together atomically.
+#[derive(Debug)]
+pub(crate) struct SuperVersion {
+    pub mems: Arc<MemtableSetView>,
+    pub version: Arc<Version>,
+}
+
+/// State changed by flushes (and compactions), under one mutex.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub version: Arc<Version>,
+    pub manifest: Manifest,
+    pub next_file_number: u64,
+    pub flushed_seq: u64,
+    pub bg_error: Option<Arc<Error>>,
+    pub shutting_down: bool,
+}
+
+/// Everything the handle, the background thread, snapshots and iterators share.
+pub(crate) struct Inner {
+    pub path: PathBuf,
+    pub opts: Options,
+    pub fs: Arc<dyn Fs>,
+    pub mmap: bool,
+    pub cache: Arc<BlockCache>,
+    pub wal: Wal,
+    pub mems: MemtableSet,
+    pub sv: ArcSwap<SuperVersion>,
+    pub state: Mutex<State>,
+    /// Wakes the background thread.
+    pub bg_cv: Condvar,
+    /// Wakes writers waiting for room (and `flush` waiting for completion).
+    pub room_cv: Condvar,
+    /// Writers hold it shared from WAL append to memtable insert; freezing the memtable
+    /// (and rotating the WAL) holds it exclusively, so every batch of a WAL segment
+    /// lands in the memtable that segment belongs to.
+    pub switch: RwLock<()>,
+    /// The last published sequence number, advanced strictly in order.
+    pub published: Mutex<u64>,
+    pub publish_cv: Condvar,
+    /// Readers' copy of `published`.
+    pub visible: AtomicU64,
+    /// Live snapshots: sequence number -> count.
+    pub snapshots: Mutex<BTreeMap<u64, usize>>,
+    pub counters: Counters,
+    pub graveyard: Arc<Graveyard>,
+    pub closed: AtomicBool,
+    /// Fast-path copy of `state.bg_error.is_some()`.
+    pub bg_failed: AtomicBool,
+    pub _lock: Box<dyn FileLock>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves its state
+/// consistent before anything that could panic, and a panic is surfaced elsewhere.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    /// Publishes a fresh [`SuperVersion`]; call with the state lock held so installs are
+    /// ordered.
+    pub(crate) fn install_sv(&self, st: &State) {
+        self.sv.store(Arc::new(SuperVersion {
+            mems: self.mems.view(),
+            version: st.version.clone(),
+        }));
+    }
+
+    /// The background error, if background work has failed.
+    pub(crate) fn check_bg_error(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if !self.bg_failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match &lock(&self.state).bg_error {
+            Some(e) => Err(Error::Background(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a background failure: writes stop until reopen.
+    pub(crate) fn set_bg_error(&self, e: Error) {
+        tracing::error!(error = %e, "background work failed; writes are stopped");
+        let mut st = lock(&self.state);
+        if st.bg_error.is_none() {
+            st.bg_error = Some(Arc::new(e));
+        }
+        self.bg_failed.store(true, Ordering::Release);
+        drop(st);
+        self.room_cv.notify_all();
+    }
+
+    /// The sequence number readers see.
+    pub(crate) fn visible_seq(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// Deletes files whose last reference is gone.
+    pub(crate) fn empty_graveyard(&self) {
+        let files = std::mem::take(&mut *lock(&self.graveyard.files));
+        if files.is_empty() {
+            return;
+        }
+        for f in &files {
+            if let Err(e) = self.fs.remove_file(f) {
+                tracing::warn!(file = %f.display(), error = %e, "could not delete obsolete file");
+            }
+        }
+        if let Err(e) = self.fs.sync_dir(&self.path) {
+            tracing::warn!(error = %e, "could not sync the directory after deletions");
+        }
+    }
+}
+
+/// An open database. `Send + Sync`: share it between threads by reference or `Arc`.
+///
+/// Dropping it closes it (best effort: errors are logged); call [`Db::close`] to see
+/// them.
+///
+/// ```
+/// use kv_engine::{Db, Options};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path(), Options::default())?;
+/// db.put("apple", "red")?;
+/// db.put("banana", "yellow")?;
+/// db.delete("apple")?;
+/// assert_eq!(db.get("apple")?, None);
+/// let keys: Vec<_> = db.range::<&str, _>(..).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+/// assert_eq!(keys, vec![b"banana".to_vec()]);
+/// db.close()?;
+///
+/// let db = Db::open(dir.path(), Options::default())?; // everything is still there
+/// assert_eq!(db.get("banana")?.as_deref(), Some(&b"yellow"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Db {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) bg: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl Db {
+    /// A builder: `Db::builder(path).memtable_size(..).open()`.
+    pub fn builder(path: impl AsRef<Path>) -> DbBuilder {
+        DbBuilder::new(path.as_ref())
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Closes the database: stops background work, makes the WAL durable, releases the
+    /// lock. Frozen memtables not yet flushed stay in the WAL and are recovered at the
+    /// next open.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        {
+            let mut st = lock(&self.inner.state);
+            st.shutting_down = true;
+        }
+        self.inner.bg_cv.notify_all();
+        self.inner.room_cv.notify_all();
+        if let Some(handle) = lock(&self.bg).take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the background thread panicked");
+        }
+        self.inner.empty_graveyard();
+        self.inner.wal.sync()?;
+        Ok(())
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the database failed");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The engine's error type.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the database.
+///
+/// Corruption, I/O, invalid arguments and unsupported formats are distinct variants a
+/// caller can match; errors of the lower layers are wrapped with their own context
+/// (file and offset).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Damaged bytes in a file of the database.
+    #[error("corruption in {} at offset {offset}: {detail}", path.display())]
+    Corruption {
+        /// The damaged file.
+        path: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An operating-system error on a file or directory.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file written by a newer version, or a feature this build does not have.
+    #[error("unsupported format in {}: {detail}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is not supported.
+        detail: String,
+    },
+    /// A bad argument or option; nothing was changed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The directory cannot be opened as a database as it is (missing `CURRENT` over
+    /// existing files, missing or wrong-sized tables...).
+    #[error("cannot open database in {}: {detail}", path.display())]
+    Refused {
+        /// The database directory or the offending file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// Another handle (in this process or another) holds the database's `LOCK`.
+    #[error("database {} is locked by another handle", path.display())]
+    Locked {
+        /// The `LOCK` file.
+        path: PathBuf,
+    },
+    /// The write-ahead log failed.
+    #[error("write-ahead log: {0}")]
+    Wal(#[from] kv_wal::Error),
+    /// A table failed.
+    #[error("table: {0}")]
+    Table(#[from] kv_sstable::Error),
+    /// A memtable operation failed.
+    #[error("memtable: {0}")]
+    Memtable(#[from] kv_memtable::Error),
+    /// A read through the merged cursors failed (the lower layer's error is inside).
+    #[error("read: {0}")]
+    Read(#[from] kv_iter::Error),
+    /// An earlier background failure (flush or compaction) stopped the database from
+    /// accepting writes; reopen it to recover.
+    #[error("background work failed earlier, writes are stopped until reopen: {0}")]
+    Background(Arc<Error>),
+    /// The database was closed.
+    #[error("the database is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::Corruption {
+            path: path.into(),
+            offset,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn refused(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Error::Refused {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// True for damaged data (in any file or layer).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Corruption { .. } => true,
+            Error::Wal(kv_wal::Error::Corruption { .. }) => true,
+            Error::Table(t) => t.is_corruption(),
+            Error::Read(r) => match r.downcast_ref::<kv_sstable::Error>() {
+                Some(t) => t.is_corruption(),
+                None => !matches!(r, kv_iter::Error::Source(_)),
+            },
+            Error::Background(inner) => inner.is_corruption(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Flush: frozen memtables become level-0 tables, in a background thread.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::db::{Inner, State, lock};
+use crate::filename::table_path;
+use crate::manifest::{Manifest, set_current};
+use crate::stats::Counters;
+use crate::table_file::{BuildOptions, OpenOptions, open_table, write_table};
+use crate::version::{TableHandle, Version, sort_level};
+use crate::version_edit::{TableFile, VersionEdit};
+use crate::{Db, Error, Result};
+
+impl Inner {
+    /// The background thread: flushes frozen memtables oldest first until shutdown.
+    pub(crate) fn background_loop(self: Arc<Self>) {
+        loop {
+            {
+                let mut st = lock(&self.state);
+                loop {
+                    if st.shutting_down {
+                        return;
+                    }
+                    if st.bg_error.is_none() && self.mems.immutable_count() > 0 {
+                        break;
+                    }
+                    st = self
+                        .bg_cv
+                        .wait_timeout(st, Duration::from_millis(500))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            }
+            if let Err(e) = self.flush_oldest() {
+                self.set_bg_error(e);
+            }
+            self.empty_graveyard();
+        }
+    }
+
+    pub(crate) fn build_options(&self, level: usize) -> BuildOptions {
+        BuildOptions {
+            block_size: self.opts.block_size,
+            compression: self
+                .opts
+                .compression
+                .get(level)
+                .copied()
+                .unwrap_or_default(),
+            bloom_bits_per_key: self.opts.bloom_bits_per_key,
+        }
+    }
+
+    pub(crate) fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            mmap: self.mmap,
+            cache: self.cache.clone(),
+            verify: self.opts.paranoid_checks,
+        }
+    }
+
+    /// Writes the oldest frozen memtable as a level-0 table, records it in the manifest,
+    /// installs the new version, then releases the WAL segments it covered.
+    pub(crate) fn flush_oldest(&self) -> Result<()> {
+        let view = self.mems.view();
+        let Some(mem) = view.oldest_immutable().cloned() else {
+            return Ok(());
+        };
+        drop(view);
+        let number = {
+            let mut st = lock(&self.state);
+            let n = st.next_file_number;
+            st.next_file_number += 1;
+            n
+        };
+        // Invariant: a table never holds a sequence number the WAL has not made
+        // durable, so after any crash the WAL continues above everything in tables.
+        // (Rotation already synced the frozen memtable's segment; this is cheap then.)
+        if let Some(max) = mem.max_seqno() {
+            self.wal.sync_up_to(max.get())?;
+        }
+        let mut cursor = mem.cursor();
+        let file = write_table(
+            &*self.fs,
+            &self.path,
+            number,
+            &self.build_options(0),
+            &mut cursor,
+        )?;
+        let handle = match &file {
+            Some(f) => Some(Arc::new(self.open_handle(f.clone())?)),
+            None => None,
+        };
+
+        let mut st = lock(&self.state);
+        let flushed_seq = mem
+            .max_seqno()
+            .map_or(st.flushed_seq, |s| s.get())
+            .max(st.flushed_seq);
+        let edit = VersionEdit {
+            next_file_number: Some(st.next_file_number),
+            // The highest sequence number in tables (not the visible one: writes after
+            // it may be lost by a power cut if they were not synced).
+            last_seq: Some(flushed_seq),
+            flushed_seq: Some(flushed_seq),
+            deleted: Vec::new(),
+            added: file.iter().map(|f| (0, f.clone())).collect(),
+        };
+        self.log_edit(&mut st, &edit)?;
+        let mut version: Version = (*st.version).clone();
+        if let (Some(h), Some(l0)) = (handle, version.levels.get_mut(0)) {
+            l0.push(h);
+            sort_level(0, l0);
+        }
+        st.version = Arc::new(version);
+        st.flushed_seq = flushed_seq;
+        self.mems.release(mem.id())?;
+        self.install_sv(&st);
+        drop(st);
+        self.room_cv.notify_all();
+
+        if let Some(f) = &file {
+            Counters::add(&self.counters.flush_bytes, f.size);
+        }
+        Counters::add(&self.counters.flushes, 1);
+        // The flush is durable: the WAL below it is no longer needed (pins permitting).
+        let report = self.wal.release_below(flushed_seq + 1)?;
+        if !report.released.is_empty() {
+            tracing::debug!(
+                segments = report.released.len(),
+                "released WAL segments after flush"
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn open_handle(&self, file: TableFile) -> Result<TableHandle> {
+        let table = open_table(&*self.fs, &self.path, &file, &self.open_options())?;
+        let path = table_path(&self.path, file.number);
+        Ok(TableHandle::new(file, table, path, self.graveyard.clone()))
+    }
+
+    /// Appends `edit` to the manifest durably, rolling to a new manifest when the log
+    /// has grown past its limit. A failure here is fatal for writes (the caller turns it
+    /// into the background error).
+    pub(crate) fn log_edit(&self, st: &mut State, edit: &VersionEdit) -> Result<()> {
+        st.manifest.append(edit)?;
+        if st.manifest.size() > self.opts.manifest_max_size {
+            self.roll_manifest(st, edit)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a new manifest holding the whole state (with `pending` applied), points
+    /// `CURRENT` at it, and only then removes the old one.
+    fn roll_manifest(&self, st: &mut State, pending: &VersionEdit) -> Result<()> {
+        let number = st.next_file_number;
+        st.next_file_number += 1;
+        let mut snapshot = snapshot_edit(&st.version, pending);
+        snapshot.next_file_number = Some(st.next_file_number);
+        let manifest = Manifest::create(&*self.fs, &self.path, number, &snapshot)?;
+        set_current(&*self.fs, &self.path, number)?;
+        let old = std::mem::replace(&mut st.manifest, manifest);
+        let old_path = self.path.join(crate::filename::manifest_name(old.number()));
+        drop(old);
+        if let Err(e) = self.fs.remove_file(&old_path) {
+            tracing::warn!(file = %old_path.display(), error = %e, "could not remove the old manifest");
+        }
+        Ok(())
+    }
+}
+
+/// One edit describing `version` after `pending` (which is not yet applied to it).
+pub(crate) fn snapshot_edit(version: &Version, pending: &VersionEdit) -> VersionEdit {
+    let mut added: Vec<(usize, TableFile)> = version
+        .all_tables()
+        .filter(|(l, t)| !pending.deleted.contains(&(*l, t.file.number)))
+        .map(|(l, t)| (l, t.file.clone()))
+        .collect();
+    added.extend(pending.added.iter().cloned());
+    VersionEdit {
+        next_file_number: pending.next_file_number,
+        last_seq: pending.last_seq,
+        flushed_seq: pending.flushed_seq,
+        deleted: Vec::new(),
+        added,
+    }
+}
+
+impl Db {
+    /// Flushes every memtable to tables and waits for it: afterwards everything written
+    /// before the call is in tables (and the WAL behind it released).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// db.flush()?;
+    /// assert_eq!(db.stats().levels[0].files, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush(&self) -> Result<()> {
+        let inner = &self.inner;
+        loop {
+            inner.check_bg_error()?;
+            let guard = inner
+                .switch
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if inner.mems.active().is_empty() {
+                break;
+            }
+            if inner.mems.is_full() {
+                drop(guard);
+                inner.wait_for_room();
+                continue;
+            }
+            inner.freeze_active()?;
+            break;
+        }
+        // Wait for the background thread to flush everything frozen so far.
+        let mut st = lock(&inner.state);
+        while inner.mems.immutable_count() > 0 {
+            if let Some(e) = &st.bg_error {
+                return Err(Error::Background(e.clone()));
+            }
+            if st.shutting_down || inner.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            inner.bg_cv.notify_all();
+            st = inner
+                .room_cv
+                .wait_timeout(st, Duration::from_millis(50))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,370 @@
+//! Database options, validated at open.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kv_sstable::Compression;
+use kv_wal::{Fs, SyncPolicy};
+
+use crate::version_edit::MAX_LEVELS;
+use crate::{Error, Result};
+
+/// Options of a database. Every knob has a documented default; [`Options::validate`]
+/// (run by `open`) rejects nonsense with [`Error::InvalidArgument`] instead of panicking.
+///
+/// ```
+/// use kv_engine::Options;
+/// let opts = Options::default().memtable_size(8 << 20).bloom_bits_per_key(12);
+/// assert!(opts.validate().is_ok());
+/// assert!(Options::default().memtable_size(10).validate().is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) memtable_size: usize,
+    pub(crate) max_immutable_memtables: usize,
+    pub(crate) block_size: usize,
+    pub(crate) compression: [Compression; MAX_LEVELS],
+    pub(crate) bloom_bits_per_key: u32,
+    pub(crate) block_cache_bytes: u64,
+    pub(crate) sync_policy: SyncPolicy,
+    pub(crate) wal_segment_size: u64,
+    pub(crate) max_key_len: usize,
+    pub(crate) max_value_len: usize,
+    pub(crate) max_batch_len: usize,
+    pub(crate) paranoid_checks: bool,
+    pub(crate) create_if_missing: bool,
+    pub(crate) error_if_exists: bool,
+    pub(crate) use_mmap: bool,
+    pub(crate) manifest_max_size: u64,
+    pub(crate) fs: Option<Arc<dyn Fs>>,
+    /// A setter's argument that could not be stored (reported by `validate`).
+    pub(crate) invalid: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            memtable_size: 32 << 20,
+            max_immutable_memtables: 4,
+            block_size: 4096,
+            compression: [Compression::Snappy; MAX_LEVELS],
+            bloom_bits_per_key: 10,
+            block_cache_bytes: 64 << 20,
+            sync_policy: SyncPolicy::Never,
+            wal_segment_size: 64 << 20,
+            max_key_len: 64 << 10,
+            max_value_len: 16 << 20,
+            max_batch_len: 64 << 20,
+            paranoid_checks: false,
+            create_if_missing: true,
+            error_if_exists: false,
+            use_mmap: true,
+            manifest_max_size: 4 << 20,
+            fs: None,
+            invalid: None,
+        }
+    }
+}
+
+impl Options {
+    /// Bytes of writes a memtable takes before it is frozen and flushed. Default 32 MiB;
+    /// at least 1 KiB.
+    pub fn memtable_size(mut self, bytes: usize) -> Self {
+        self.memtable_size = bytes;
+        self
+    }
+
+    /// Frozen memtables waiting for flush before writes wait. Default 4; at least 1.
+    pub fn max_immutable_memtables(mut self, n: usize) -> Self {
+        self.max_immutable_memtables = n;
+        self
+    }
+
+    /// Target size of a table's data blocks. Default 4 KiB; 64 bytes to 1 MiB.
+    pub fn block_size(mut self, bytes: usize) -> Self {
+        self.block_size = bytes;
+        self
+    }
+
+    /// Compression of tables written to `level` (0 to 6). Default snappy everywhere
+    /// (blocks that do not shrink by 12.5% are stored uncompressed).
+    pub fn compression(mut self, level: usize, codec: Compression) -> Self {
+        if let Some(slot) = self.compression.get_mut(level) {
+            *slot = codec;
+        } else {
+            self.invalid = Some(format!(
+                "compression level {level} is not below {MAX_LEVELS}"
+            ));
+        }
+        self
+    }
+
+    /// Compression of tables at every level.
+    pub fn compression_all(mut self, codec: Compression) -> Self {
+        self.compression = [codec; MAX_LEVELS];
+        self
+    }
+
+    /// Bloom filter bits per key (0 disables filters). Default 10 (about 1% false
+    /// positives); at most 64.
+    pub fn bloom_bits_per_key(mut self, bits: u32) -> Self {
+        self.bloom_bits_per_key = bits;
+        self
+    }
+
+    /// Bytes of decompressed blocks kept in the shared block cache. Default 64 MiB.
+    pub fn block_cache_bytes(mut self, bytes: u64) -> Self {
+        self.block_cache_bytes = bytes;
+        self
+    }
+
+    /// When the write-ahead log is fsynced. Default [`SyncPolicy::Never`]: an
+    /// acknowledged write survives a crash of the process (it is in the operating
+    /// system's cache) but not a power cut unless it was written with
+    /// [`WriteOptions::sync`]. [`SyncPolicy::Always`] makes every write durable.
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync_policy = policy;
+        self
+    }
+
+    /// Target size of a WAL segment. Default 64 MiB; at least 64 KiB.
+    pub fn wal_segment_size(mut self, bytes: u64) -> Self {
+        self.wal_segment_size = bytes;
+        self
+    }
+
+    /// Largest key accepted, in bytes. Default 64 KiB; 1 to 1 MiB.
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.max_key_len = bytes;
+        self
+    }
+
+    /// Largest value accepted, in bytes. Default 16 MiB; at most 1 GiB.
+    pub fn max_value_len(mut self, bytes: usize) -> Self {
+        self.max_value_len = bytes;
+        self
+    }
+
+    /// Largest batch accepted (encoded), in bytes. Default 64 MiB; at most 1 GiB.
+    pub fn max_batch_len(mut self, bytes: usize) -> Self {
+        self.max_batch_len = bytes;
+        self
+    }
+
+    /// Extra checking (default off): every table's blocks are verified when it is
+    /// opened, and any damage in the WAL, even a torn last record, refuses the open.
+    pub fn paranoid_checks(mut self, on: bool) -> Self {
+        self.paranoid_checks = on;
+        self
+    }
+
+    /// Create the database if the directory has none. Default true.
+    pub fn create_if_missing(mut self, on: bool) -> Self {
+        self.create_if_missing = on;
+        self
+    }
+
+    /// Refuse to open an existing database. Default false.
+    pub fn error_if_exists(mut self, on: bool) -> Self {
+        self.error_if_exists = on;
+        self
+    }
+
+    /// Read tables through memory maps (default true). Only with the operating system's
+    /// file system; a custom [`Fs`] always reads through it.
+    pub fn use_mmap(mut self, on: bool) -> Self {
+        self.use_mmap = on;
+        self
+    }
+
+    /// Size at which the manifest is rewritten as one snapshot edit. Default 4 MiB; at least 512 bytes.
+    pub fn manifest_max_size(mut self, bytes: u64) -> Self {
+        self.manifest_max_size = bytes;
+        self
+    }
+
+    /// The file system: default the operating system's. Tests pass a
+    /// [`FaultFs`](kv_wal::FaultFs).
+    pub fn fs(mut self, fs: Arc<dyn Fs>) -> Self {
+        self.fs = Some(fs);
+        self
+    }
+
+    /// Checks every option; the error names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidArgument(what));
+        if let Some(what) = &self.invalid {
+            return bad(what.clone());
+        }
+        if self.memtable_size < 1024 {
+            return bad(format!(
+                "memtable_size {} is below 1024 bytes",
+                self.memtable_size
+            ));
+        }
+        if self.max_immutable_memtables == 0 {
+            return bad("max_immutable_memtables must be at least 1".into());
+        }
+        if !(64..=1 << 20).contains(&self.block_size) {
+            return bad(format!(
+                "block_size {} is outside 64 bytes ..= 1 MiB",
+                self.block_size
+            ));
+        }
+        if self.bloom_bits_per_key > 64 {
+            return bad(format!(
+                "bloom_bits_per_key {} is above 64",
+                self.bloom_bits_per_key
+            ));
+        }
+        if self.wal_segment_size < 64 << 10 {
+            return bad(format!(
+                "wal_segment_size {} is below 64 KiB",
+                self.wal_segment_size
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.max_key_len) {
+            return bad(format!(
+                "max_key_len {} is outside 1 ..= 1 MiB",
+                self.max_key_len
+            ));
+        }
+        if self.max_value_len > 1 << 30 {
+            return bad(format!(
+                "max_value_len {} is above 1 GiB",
+                self.max_value_len
+            ));
+        }
+        if self.max_batch_len > 1 << 30 || self.max_batch_len < self.max_key_len {
+            return bad(format!(
+                "max_batch_len {} must be at least max_key_len and at most 1 GiB",
+                self.max_batch_len
+            ));
+        }
+        if self.manifest_max_size < 512 {
+            return bad(format!(
+                "manifest_max_size {} is below 512",
+                self.manifest_max_size
+            ));
+        }
+        if let SyncPolicy::EveryBytes(0) = self.sync_policy {
+            return bad("sync policy EveryBytes(0): use Always".into());
+        }
+        Ok(())
+    }
+}
+
+/// Options of one write.
+///
+/// ```
+/// use kv_engine::WriteOptions;
+/// let durable = WriteOptions::default().sync(true);
+/// assert!(durable.is_sync());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    sync: Option<bool>,
+}
+
+impl WriteOptions {
+    /// Fsync the WAL before the write returns (true), or don't even if the sync policy
+    /// is [`SyncPolicy::Always`] (false). Unset: the database's sync policy decides.
+    pub fn sync(mut self, on: bool) -> Self {
+        self.sync = Some(on);
+        self
+    }
+
+    /// Whether this write asked for a sync.
+    pub fn is_sync(&self) -> bool {
+        self.sync == Some(true)
+    }
+
+    pub(crate) fn sync_override(&self) -> Option<bool> {
+        self.sync
+    }
+}
+
+/// Builds and opens a database: `Db::builder(path).memtable_size(..).open()`.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let db = kv_engine::Db::builder(dir.path()).memtable_size(1 << 20).open()?;
+/// db.put("k", "v")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct DbBuilder {
+    pub(crate) path: PathBuf,
+    pub(crate) options: Options,
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $($arg: $ty),*) -> Self {
+                self.options = self.options.$name($($arg),*);
+                self
+            }
+        )*
+    };
+}
+
+impl DbBuilder {
+    pub(crate) fn new(path: &Path) -> Self {
+        DbBuilder {
+            path: path.to_path_buf(),
+            options: Options::default(),
+        }
+    }
+
+    /// Replaces all options at once.
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    forward! {
+        /// See [`Options::memtable_size`].
+        memtable_size(bytes: usize);
+        /// See [`Options::max_immutable_memtables`].
+        max_immutable_memtables(n: usize);
+        /// See [`Options::block_size`].
+        block_size(bytes: usize);
+        /// See [`Options::compression`].
+        compression(level: usize, codec: Compression);
+        /// See [`Options::compression_all`].
+        compression_all(codec: Compression);
+        /// See [`Options::bloom_bits_per_key`].
+        bloom_bits_per_key(bits: u32);
+        /// See [`Options::block_cache_bytes`].
+        block_cache_bytes(bytes: u64);
+        /// See [`Options::sync_policy`].
+        sync_policy(policy: SyncPolicy);
+        /// See [`Options::wal_segment_size`].
+        wal_segment_size(bytes: u64);
+        /// See [`Options::max_key_len`].
+        max_key_len(bytes: usize);
+        /// See [`Options::max_value_len`].
+        max_value_len(bytes: usize);
+        /// See [`Options::max_batch_len`].
+        max_batch_len(bytes: usize);
+        /// See [`Options::paranoid_checks`].
+        paranoid_checks(on: bool);
+        /// See [`Options::create_if_missing`].
+        create_if_missing(on: bool);
+        /// See [`Options::error_if_exists`].
+        error_if_exists(on: bool);
+        /// See [`Options::use_mmap`].
+        use_mmap(on: bool);
+        /// See [`Options::manifest_max_size`].
+        manifest_max_size(bytes: u64);
+        /// See [`Options::fs`].
+        fs(fs: Arc<dyn Fs>);
+    }
+
+    /// Opens (or creates) the database.
+    pub fn open(self) -> Result<crate::Db> {
+        crate::Db::open(self.path, self.options)
+    }
+}

@@ -1,0 +1,311 @@
+//! Opening a database: lock, manifest, tables, WAL replay, a fresh manifest, cleanup.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
+use kv_iter::{SeqNo, ValueKind};
+use kv_memtable::{MemtableSet, MemtableSetOptions};
+use kv_sstable::BlockCache;
+use kv_wal::{Limits, Op, OsFs, RecoveryMode, Wal, WalOptions};
+
+use crate::db::{Inner, State, SuperVersion};
+use crate::filename::{self, CURRENT, FileKind, LOCK, WAL_DIR};
+use crate::manifest::{Manifest, ManifestState, read_current, replay, set_current};
+use crate::stats::Counters;
+use crate::table_file::OpenOptions;
+use crate::version::{Graveyard, TableHandle, Version, sort_level};
+use crate::{Db, Error, Options, Result};
+
+impl Db {
+    /// Opens the database in `path`, creating it if it does not exist (unless
+    /// [`Options::create_if_missing`] says not to).
+    ///
+    /// Refuses, with an error naming the file and the reason, to open: a directory
+    /// locked by another handle; a directory holding database files but no `CURRENT`
+    /// (it never starts empty over existing data); a manifest that is damaged (other
+    /// than a torn last edit) or of an unsupported version; a table the manifest lists
+    /// that is missing or has the wrong size.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// // A second handle on the same directory is refused.
+    /// assert!(kv_engine::Db::open(dir.path(), kv_engine::Options::default()).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        options.validate()?;
+        let path = path.as_ref().to_path_buf();
+        let mmap = options.fs.is_none() && options.use_mmap;
+        let fs = options.fs.clone().unwrap_or_else(|| Arc::new(OsFs));
+        fs.create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        let lock_path = path.join(LOCK);
+        let lock = fs.lock(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    path: lock_path.clone(),
+                }
+            } else {
+                Error::io(&lock_path, e)
+            }
+        })?;
+
+        let wal_dir = path.join(WAL_DIR);
+        if !fs
+            .exists(&path.join(CURRENT))
+            .map_err(|e| Error::io(&path, e))?
+        {
+            refuse_if_files_exist(&*fs, &path, &wal_dir)?;
+            if !options.create_if_missing {
+                return Err(Error::refused(
+                    &path,
+                    "no database here and create_if_missing is off",
+                ));
+            }
+            // A new database: its manifest and CURRENT are durable before the WAL or
+            // any table exists, so a crash at any point leaves either nothing that
+            // counts as data or a complete empty database.
+            let empty = ManifestState {
+                next_file_number: 2,
+                ..ManifestState::default()
+            };
+            drop(Manifest::create(&*fs, &path, 1, &empty.snapshot_edit())?);
+            set_current(&*fs, &path, 1)?;
+        } else if options.error_if_exists {
+            return Err(Error::refused(
+                &path,
+                "a database already exists here (error_if_exists)",
+            ));
+        }
+        let old_manifest = read_current(&*fs, &path)?;
+        let mut state = replay(&*fs, &path, old_manifest)?;
+        let old_manifest = Some(old_manifest);
+
+        // Tables.
+        let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
+        let graveyard = Arc::new(Graveyard::default());
+        let open_opts = OpenOptions {
+            mmap,
+            cache: cache.clone(),
+            verify: options.paranoid_checks,
+        };
+        let mut version = Version::default();
+        for (level, files) in state.levels.iter().enumerate() {
+            let Some(slot) = version.levels.get_mut(level) else {
+                continue;
+            };
+            for file in files.values() {
+                let table = crate::table_file::open_table(&*fs, &path, file, &open_opts)?;
+                let tpath = filename::table_path(&path, file.number);
+                slot.push(Arc::new(TableHandle::new(
+                    file.clone(),
+                    table,
+                    tpath,
+                    graveyard.clone(),
+                )));
+            }
+            sort_level(level, slot);
+        }
+
+        // WAL replay.
+        let wal_opts = WalOptions::default()
+            .fs(fs.clone())
+            .sync_policy(options.sync_policy)
+            .segment_size(options.wal_segment_size)
+            .limits(Limits {
+                max_key_len: options.max_key_len,
+                max_value_len: options.max_value_len,
+                max_batch_len: options.max_batch_len,
+            })
+            .initial_seq(state.last_seq + 1)
+            .lock_dir(false)
+            .recovery_mode(if options.paranoid_checks {
+                RecoveryMode::AbsoluteConsistency
+            } else {
+                RecoveryMode::TolerateTornTail
+            });
+        let mems = MemtableSet::new(
+            MemtableSetOptions::default().max_immutable(options.max_immutable_memtables),
+        )?;
+        let mut recovery = Wal::recover(&wal_dir, wal_opts)?;
+        let mut replayed_last = state.last_seq;
+        for item in &mut recovery {
+            let batch = item?;
+            if batch.seqs.count == 0 {
+                continue;
+            }
+            let last = batch.seqs.first + batch.seqs.count - 1;
+            if last <= state.flushed_seq {
+                continue; // already in tables
+            }
+            let mem = mems.active();
+            for (i, op) in batch.batch.iter().enumerate() {
+                let seq = SeqNo::new(batch.seqs.first + i as u64).map_err(|e| {
+                    Error::corruption(
+                        &wal_dir,
+                        batch.offset,
+                        format!("sequence number out of range: {e}"),
+                    )
+                })?;
+                match op {
+                    Op::Put { key, value } => mem.insert(key, seq, ValueKind::Put, value),
+                    Op::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
+                };
+            }
+            replayed_last = replayed_last.max(last);
+        }
+        let (wal, report) = recovery.finish()?;
+        if !report.damage.is_empty() {
+            tracing::warn!(damage = ?report.damage, "WAL recovery dropped damaged data");
+        }
+        let last_seq = replayed_last.max(state.last_seq);
+        if wal.next_seq() <= last_seq {
+            return Err(Error::corruption(
+                &wal_dir,
+                0,
+                format!(
+                    "the WAL continues at sequence {} but sequence {last_seq} was already written",
+                    wal.next_seq()
+                ),
+            ));
+        }
+        state.last_seq = last_seq;
+
+        // A fresh manifest holding the recovered state; then the old one can go.
+        let manifest_number = state.next_file_number;
+        state.next_file_number += 1;
+        let manifest = Manifest::create(&*fs, &path, manifest_number, &state.snapshot_edit())?;
+        set_current(&*fs, &path, manifest_number)?;
+        remove_orphans(&*fs, &path, &state, manifest_number, old_manifest)?;
+
+        let visible = last_seq;
+        let st = State {
+            version: Arc::new(version),
+            manifest,
+            next_file_number: state.next_file_number,
+            flushed_seq: state.flushed_seq,
+            bg_error: None,
+            shutting_down: false,
+        };
+        let sv = SuperVersion {
+            mems: mems.view(),
+            version: st.version.clone(),
+        };
+        let inner = Arc::new(Inner {
+            path,
+            opts: options,
+            fs,
+            mmap,
+            cache,
+            wal,
+            mems,
+            sv: ArcSwap::from_pointee(sv),
+            state: Mutex::new(st),
+            bg_cv: Condvar::new(),
+            room_cv: Condvar::new(),
+            switch: RwLock::new(()),
+            published: Mutex::new(visible),
+            publish_cv: Condvar::new(),
+            visible: AtomicU64::new(visible),
+            snapshots: Mutex::new(BTreeMap::new()),
+            counters: Counters::new(),
+            graveyard,
+            closed: AtomicBool::new(false),
+            bg_failed: AtomicBool::new(false),
+            _lock: lock,
+        });
+        inner.wal.release_below(state.flushed_seq + 1)?;
+
+        let bg_inner = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("kv-background".into())
+            .spawn(move || bg_inner.background_loop())
+            .map_err(|e| Error::io(&inner.path, e))?;
+        let db = Db {
+            inner,
+            bg: Mutex::new(Some(handle)),
+        };
+        // A large replayed memtable is frozen and flushed in the background.
+        if db.inner.mems.active().approximate_size() >= db.inner.opts.memtable_size {
+            let _guard = db
+                .inner
+                .switch
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            db.inner.freeze_active()?;
+        }
+        Ok(db)
+    }
+}
+
+/// Without `CURRENT`, any database file means a damaged or foreign directory: refuse
+/// rather than start empty over existing data.
+fn refuse_if_files_exist(fs: &dyn kv_wal::Fs, path: &Path, wal_dir: &Path) -> Result<()> {
+    let names = fs.list_dir(path).map_err(|e| Error::io(path, e))?;
+    // A manifest describing an empty database (no tables, nothing written) is what a
+    // crash during creation leaves: not data. Any other manifest, any table, is.
+    let holds_data = |name: &str| match filename::parse(name) {
+        Some(FileKind::Table(_)) => true,
+        Some(FileKind::Manifest(n)) => match replay(fs, path, n) {
+            Ok(state) => state.last_seq > 0 || state.levels.iter().any(|l| !l.is_empty()),
+            Err(_) => true,
+        },
+        _ => false,
+    };
+    let ours: Vec<&String> = names.iter().filter(|n| holds_data(n)).collect();
+    if let Some(first) = ours.first() {
+        return Err(Error::refused(
+            path.join(CURRENT),
+            format!(
+                "CURRENT is missing but the directory holds {} database file(s) (first: {first}); refusing to start an empty database over them",
+                ours.len()
+            ),
+        ));
+    }
+    if fs.exists(wal_dir).map_err(|e| Error::io(wal_dir, e))? {
+        let wal_files = fs.list_dir(wal_dir).map_err(|e| Error::io(wal_dir, e))?;
+        if let Some(first) = wal_files.iter().find(|n| n.ends_with(".wal")) {
+            return Err(Error::refused(
+                path.join(CURRENT),
+                format!(
+                    "CURRENT is missing but the WAL holds segments (first: {first}); refusing to start an empty database over them"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes temporary files, tables no version lists, and manifests other than the live
+/// one: none of them is referenced by the durable state.
+fn remove_orphans(
+    fs: &dyn kv_wal::Fs,
+    path: &Path,
+    state: &ManifestState,
+    live_manifest: u64,
+    _old_manifest: Option<u64>,
+) -> Result<()> {
+    let names = fs.list_dir(path).map_err(|e| Error::io(path, e))?;
+    let mut removed = 0;
+    for name in &names {
+        let orphan = match filename::parse(name) {
+            Some(FileKind::Temp) => true,
+            Some(FileKind::Manifest(n)) => n != live_manifest,
+            Some(FileKind::Table(n)) => !state.levels.iter().any(|l| l.contains_key(&n)),
+            _ => false,
+        };
+        if orphan {
+            let p = path.join(name);
+            fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            tracing::info!(file = %name, "removed orphan file");
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        fs.sync_dir(path).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! Counters, latency histograms and the per-level shape of the tree.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::histogram::{Histogram, LatencySummary};
+use crate::version_edit::MAX_LEVELS;
+
+/// Live counters, updated with relaxed atomics on the hot paths.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    pub puts: AtomicU64,
+    pub deletes: AtomicU64,
+    pub batches: AtomicU64,
+    pub gets: AtomicU64,
+    pub get_hits_memtable: AtomicU64,
+    pub get_hits_level: [AtomicU64; MAX_LEVELS],
+    pub get_misses: AtomicU64,
+    pub user_bytes_written: AtomicU64,
+    pub user_bytes_read: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_bytes_read: AtomicU64,
+    pub compaction_bytes_written: AtomicU64,
+    pub stall_micros: AtomicU64,
+    pub stalls: AtomicU64,
+    pub slowdowns: AtomicU64,
+    pub get_latency: Histogram,
+    pub write_latency: Histogram,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        let z = || AtomicU64::new(0);
+        Counters {
+            puts: z(),
+            deletes: z(),
+            batches: z(),
+            gets: z(),
+            get_hits_memtable: z(),
+            get_hits_level: std::array::from_fn(|_| z()),
+            get_misses: z(),
+            user_bytes_written: z(),
+            user_bytes_read: z(),
+            wal_bytes: z(),
+            flushes: z(),
+            flush_bytes: z(),
+            compactions: z(),
+            compaction_bytes_read: z(),
+            compaction_bytes_written: z(),
+            stall_micros: z(),
+            stalls: z(),
+            slowdowns: z(),
+            get_latency: Histogram::new(),
+            write_latency: Histogram::new(),
+        }
+    }
+
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// One level of the tree in [`Stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelStats {
+    /// Number of tables.
+    pub files: usize,
+    /// Bytes of tables.
+    pub bytes: u64,
+    /// Point reads answered at this level.
+    pub get_hits: u64,
+}
+
+/// A snapshot of the database's statistics, from [`Db::stats`](crate::Db::stats).
+///
+/// `Display` prints a human-readable report; the fields are the structured form.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Put operations written (inside batches too).
+    pub puts: u64,
+    /// Delete operations written.
+    pub deletes: u64,
+    /// Batches (write calls) committed.
+    pub batches: u64,
+    /// Point reads.
+    pub gets: u64,
+    /// Point reads answered by a memtable.
+    pub get_hits_memtable: u64,
+    /// Point reads that found nothing (or a tombstone).
+    pub get_misses: u64,
+    /// Table probes a bloom filter saved.
+    pub bloom_filter_saves: u64,
+    /// Bytes of keys and values written by users.
+    pub user_bytes_written: u64,
+    /// Bytes of values returned by point reads.
+    pub user_bytes_read: u64,
+    /// Bytes appended to the WAL (framing included).
+    pub wal_bytes: u64,
+    /// Memtables flushed to tables.
+    pub flushes: u64,
+    /// Bytes of tables written by flushes.
+    pub flush_bytes: u64,
+    /// Compactions run.
+    pub compactions: u64,
+    /// Bytes read by compactions.
+    pub compaction_bytes_read: u64,
+    /// Bytes written by compactions.
+    pub compaction_bytes_written: u64,
+    /// Writes that had to wait for room (frozen memtables or level-0 tables piling up).
+    pub stalls: u64,
+    /// Writes delayed by the level-0 slowdown.
+    pub slowdowns: u64,
+    /// Total time writes spent waiting, in microseconds.
+    pub stall_micros: u64,
+    /// Block cache hits and misses.
+    pub block_cache_hits: u64,
+    /// Block cache misses.
+    pub block_cache_misses: u64,
+    /// Frozen memtables waiting for flush.
+    pub immutable_memtables: usize,
+    /// Approximate bytes in memtables.
+    pub memtable_bytes: u64,
+    /// The last sequence number visible to readers.
+    pub last_seq: u64,
+    /// Per level.
+    pub levels: [LevelStats; MAX_LEVELS],
+    /// Latency of point reads.
+    pub get_latency: LatencySummary,
+    /// Latency of writes (from call to return, waiting for sync included).
+    pub write_latency: LatencySummary,
+    /// An error that stopped background work, if any.
+    pub background_error: Option<String>,
+}
+
+impl Stats {
+    /// Bytes written to disk (WAL, flushes, compactions) per byte written by users.
+    pub fn write_amplification(&self) -> f64 {
+        if self.user_bytes_written == 0 {
+            return 0.0;
+        }
+        (self.wal_bytes + self.flush_bytes + self.compaction_bytes_written) as f64
+            / self.user_bytes_written as f64
+    }
+
+    /// Bytes of tables on disk.
+    pub fn table_bytes(&self) -> u64 {
+        self.levels.iter().map(|l| l.bytes).sum()
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "writes: {} puts, {} deletes in {} batches; {} user bytes",
+            self.puts, self.deletes, self.batches, self.user_bytes_written
+        )?;
+        writeln!(
+            f,
+            "reads: {} gets, {} memtable hits, {} misses, {} bloom filter saves; block cache {} hits / {} misses",
+            self.gets,
+            self.get_hits_memtable,
+            self.get_misses,
+            self.bloom_filter_saves,
+            self.block_cache_hits,
+            self.block_cache_misses
+        )?;
+        writeln!(
+            f,
+            "disk: WAL {} B, flushes {} ({} B), compactions {} ({} B read, {} B written); write amplification {:.2}",
+            self.wal_bytes,
+            self.flushes,
+            self.flush_bytes,
+            self.compactions,
+            self.compaction_bytes_read,
+            self.compaction_bytes_written,
+            self.write_amplification()
+        )?;
+        writeln!(
+            f,
+            "stalls: {} waits, {} slowdowns, {:.3} s; memtables: {} B, {} immutable; last seq {}",
+            self.stalls,
+            self.slowdowns,
+            self.stall_micros as f64 / 1e6,
+            self.memtable_bytes,
+            self.immutable_memtables,
+            self.last_seq
+        )?;
+        writeln!(f, "level  files        bytes   get hits")?;
+        for (l, s) in self.levels.iter().enumerate() {
+            if s.files > 0 || s.get_hits > 0 {
+                writeln!(
+                    f,
+                    "L{l:<5} {:>5} {:>12} {:>10}",
+                    s.files, s.bytes, s.get_hits
+                )?;
+            }
+        }
+        let lat = |s: &LatencySummary| {
+            format!(
+                "n={} mean={:.1}us p50={:.1}us p99={:.1}us max={:.1}us",
+                s.count,
+                s.mean_ns / 1e3,
+                s.p50_ns as f64 / 1e3,
+                s.p99_ns as f64 / 1e3,
+                s.max_ns as f64 / 1e3
+            )
+        };
+        writeln!(f, "get latency:   {}", lat(&self.get_latency))?;
+        write!(f, "write latency: {}", lat(&self.write_latency))?;
+        if let Some(e) = &self.background_error {
+            write!(f, "\nbackground error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::Db {
+    /// A snapshot of the statistics.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// db.get("k")?;
+    /// let s = db.stats();
+    /// assert_eq!((s.puts, s.gets, s.get_hits_memtable), (1, 1, 1));
+    /// println!("{s}"); // the human-readable report
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let c = &inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let sv = inner.sv.load_full();
+        let counts = sv.version.level_counts();
+        let bytes = sv.version.level_bytes();
+        let levels = std::array::from_fn(|l| LevelStats {
+            files: counts.get(l).copied().unwrap_or(0),
+            bytes: bytes.get(l).copied().unwrap_or(0),
+            get_hits: c.get_hits_level.get(l).map_or(0, get),
+        });
+        let bloom_filter_saves = sv
+            .version
+            .all_tables()
+            .map(|(_, t)| t.table.filter_negatives())
+            .sum();
+        let background_error = crate::db::lock(&inner.state)
+            .bg_error
+            .as_ref()
+            .map(|e| e.to_string());
+        Stats {
+            puts: get(&c.puts),
+            deletes: get(&c.deletes),
+            batches: get(&c.batches),
+            gets: get(&c.gets),
+            get_hits_memtable: get(&c.get_hits_memtable),
+            get_misses: get(&c.get_misses),
+            bloom_filter_saves,
+            user_bytes_written: get(&c.user_bytes_written),
+            user_bytes_read: get(&c.user_bytes_read),
+            wal_bytes: get(&c.wal_bytes),
+            flushes: get(&c.flushes),
+            flush_bytes: get(&c.flush_bytes),
+            compactions: get(&c.compactions),
+            compaction_bytes_read: get(&c.compaction_bytes_read),
+            compaction_bytes_written: get(&c.compaction_bytes_written),
+            stalls: get(&c.stalls),
+            slowdowns: get(&c.slowdowns),
+            stall_micros: get(&c.stall_micros),
+            block_cache_hits: inner.cache.hits(),
+            block_cache_misses: inner.cache.misses(),
+            immutable_memtables: sv.mems.immutable().len(),
+            memtable_bytes: sv.mems.approximate_size() as u64,
+            last_seq: inner.visible_seq(),
+            levels,
+            get_latency: c.get_latency.summary(),
+            write_latency: c.write_latency.summary(),
+            background_error,
+        }
+    }
+}

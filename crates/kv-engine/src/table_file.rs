@@ -1,0 +1,175 @@
+//! Writing and opening table files through the [`Fs`] seam.
+//!
+//! A table is written to `NNNNNN.sst.tmp`, fsynced, renamed to `NNNNNN.sst`, and the
+//! directory fsynced: a crash leaves either no table or a whole one, and a leftover
+//! temporary file is removed at the next open. Tables are read through a memory map
+//! when the database runs on the operating system's file system, else through
+//! [`ReadableFile::read_at`] (so tests can inject read faults).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kv_iter::Cursor;
+use kv_sstable::{
+    BlockCache, ByteSource, Compression, MmapSource, ReadOptions, Table, TableBuilder, TableOptions,
+};
+use kv_wal::{Fs, ReadableFile, WritableFile};
+
+use crate::filename::{table_name, table_path, table_tmp_path};
+use crate::version_edit::TableFile;
+use crate::{Error, Result};
+
+/// `std::io::Write` over an [`Fs`] file.
+struct FsWriter {
+    file: Box<dyn WritableFile>,
+}
+
+impl Write for FsWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.append(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`ByteSource`] over an [`Fs`] file (positional reads, copied).
+struct FsSource {
+    file: Box<dyn ReadableFile>,
+    len: u64,
+}
+
+impl ByteSource for FsSource {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(offset, buf)
+    }
+}
+
+/// How tables are built.
+#[derive(Clone, Debug)]
+pub(crate) struct BuildOptions {
+    pub block_size: usize,
+    pub compression: Compression,
+    pub bloom_bits_per_key: u32,
+}
+
+/// Writes every entry of `cursor` (already positioned at its first entry or not; it is
+/// rewound) into table `number` in `dir`. Returns `None` if the cursor is empty (no
+/// file is left behind).
+pub(crate) fn write_table(
+    fs: &dyn Fs,
+    dir: &Path,
+    number: u64,
+    opts: &BuildOptions,
+    cursor: &mut dyn Cursor,
+) -> Result<Option<TableFile>> {
+    cursor.seek_to_first()?;
+    if !cursor.valid() {
+        return Ok(None);
+    }
+    let tmp = table_tmp_path(dir, number);
+    let file = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let writer = io::BufWriter::with_capacity(256 << 10, FsWriter { file });
+    let topts = TableOptions::new()
+        .block_size(opts.block_size)
+        .compression(opts.compression)
+        .bloom_bits_per_key(opts.bloom_bits_per_key)
+        .name(table_name(number));
+    let result = (|| -> Result<(kv_sstable::TableMeta, FsWriter)> {
+        let mut builder = TableBuilder::new(writer, topts)?;
+        while cursor.valid() {
+            builder.add(cursor.key(), cursor.value())?;
+            cursor.next()?;
+        }
+        let (meta, writer) = builder.finish()?;
+        let mut inner = writer
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        inner.file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        Ok((meta, inner))
+    })();
+    let (meta, inner) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs.remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    drop(inner);
+    let path = table_path(dir, number);
+    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(Some(TableFile {
+        number,
+        size: meta.file_size,
+        checksum: meta.file_checksum,
+        smallest: meta.smallest_key.into_vec(),
+        largest: meta.largest_key.into_vec(),
+        smallest_seq: meta.min_seqno.get(),
+        largest_seq: meta.max_seqno.get(),
+        entries: meta.num_entries,
+        tombstones: meta.num_tombstones,
+    }))
+}
+
+/// How tables are opened.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenOptions {
+    /// Memory-map (only with the OS file system).
+    pub mmap: bool,
+    pub cache: Arc<BlockCache>,
+    pub verify: bool,
+}
+
+/// Opens table `file` of `dir`, checking its size against the manifest's record.
+pub(crate) fn open_table(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &TableFile,
+    opts: &OpenOptions,
+) -> Result<Table> {
+    let path: PathBuf = table_path(dir, file.number);
+    let ropts = ReadOptions::new()
+        .name(table_name(file.number))
+        .table_id(file.number)
+        .cache(opts.cache.clone());
+    let table = if opts.mmap {
+        let f = std::fs::File::open(&path).map_err(|e| missing_or_io(&path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        check_size(&path, len, file.size)?;
+        let source = MmapSource::open(&f).map_err(|e| Error::io(&path, e))?;
+        Table::open(source, ropts)?
+    } else {
+        let f = fs.open_read(&path).map_err(|e| missing_or_io(&path, e))?;
+        let len = f.len().map_err(|e| Error::io(&path, e))?;
+        check_size(&path, len, file.size)?;
+        Table::open(FsSource { file: f, len }, ropts)?
+    };
+    if opts.verify {
+        table.verify()?;
+    }
+    Ok(table)
+}
+
+fn missing_or_io(path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::refused(path, "a table the manifest lists is missing")
+    } else {
+        Error::io(path, e)
+    }
+}
+
+fn check_size(path: &Path, actual: u64, recorded: u64) -> Result<()> {
+    if actual != recorded {
+        return Err(Error::refused(
+            path,
+            format!("table is {actual} bytes but the manifest recorded {recorded}"),
+        ));
+    }
+    Ok(())
+}

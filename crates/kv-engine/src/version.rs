@@ -1,0 +1,308 @@
+//! Versions: the set of live tables, level by level, as of one manifest edit.
+//!
+//! A [`Version`] is immutable and shared through `Arc`; readers, snapshots and iterators
+//! hold the version they started with, and so keep its table files open and on disk. A
+//! table dropped by an edit is deleted only when its last [`TableHandle`] is dropped
+//! and the edit that dropped it is durable.
+
+use std::cmp::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+
+use kv_iter::{Cursor, SeqNo, compare_internal_keys, user_key_of};
+use kv_sstable::{Lookup, Table, TableCursor};
+
+use crate::Result;
+use crate::version_edit::{MAX_LEVELS, TableFile};
+
+/// Files whose last reference is gone, waiting to be deleted by the background thread.
+#[derive(Debug, Default)]
+pub(crate) struct Graveyard {
+    pub files: Mutex<Vec<PathBuf>>,
+}
+
+/// A live table: its manifest record and the open table.
+pub(crate) struct TableHandle {
+    pub file: TableFile,
+    pub table: Arc<Table>,
+    path: PathBuf,
+    /// Set once a durable manifest edit has removed the table.
+    obsolete: AtomicBool,
+    graveyard: Arc<Graveyard>,
+}
+
+impl std::fmt::Debug for TableHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.file.fmt(f)
+    }
+}
+
+impl TableHandle {
+    pub(crate) fn new(
+        file: TableFile,
+        table: Table,
+        path: PathBuf,
+        graveyard: Arc<Graveyard>,
+    ) -> Self {
+        TableHandle {
+            file,
+            table: Arc::new(table),
+            path,
+            obsolete: AtomicBool::new(false),
+            graveyard,
+        }
+    }
+
+    pub(crate) fn smallest_user_key(&self) -> &[u8] {
+        user_key_of(&self.file.smallest)
+    }
+
+    pub(crate) fn largest_user_key(&self) -> &[u8] {
+        user_key_of(&self.file.largest)
+    }
+
+    /// Whether the table's user-key range overlaps `[lo, hi]` (None = unbounded).
+    pub(crate) fn overlaps(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> bool {
+        let below = hi.is_some_and(|h| self.smallest_user_key() > h);
+        let above = lo.is_some_and(|l| self.largest_user_key() < l);
+        !below && !above
+    }
+}
+
+impl Drop for TableHandle {
+    fn drop(&mut self) {
+        if self.obsolete.load(AtomicOrdering::Acquire)
+            && let Ok(mut files) = self.graveyard.files.lock()
+        {
+            files.push(std::mem::take(&mut self.path));
+        }
+    }
+}
+
+/// Where a point read was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Level(usize),
+}
+
+/// The tables of the tree. Level 0 is ordered newest first (by sequence number; its
+/// tables may overlap); deeper levels are sorted by key and do not overlap, and no user
+/// key spans two tables of one level.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Version {
+    pub levels: [Vec<Arc<TableHandle>>; MAX_LEVELS],
+}
+
+impl Version {
+    /// Looks `user_key` up at `snapshot`: level 0 newest first, then at most one table per
+    /// deeper level. Returns the first version found (the newest visible) and where.
+    pub(crate) fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Result<Option<(Lookup, Source)>> {
+        for (level, tables) in self.levels.iter().enumerate() {
+            if level == 0 {
+                for t in tables {
+                    if t.overlaps(Some(user_key), Some(user_key))
+                        && let Some(found) = t.table.get(user_key, snapshot)?
+                    {
+                        return Ok(Some((found, Source::Level(0))));
+                    }
+                }
+            } else if let Some(t) = find_table(tables, user_key)
+                && let Some(found) = t.table.get(user_key, snapshot)?
+            {
+                return Ok(Some((found, Source::Level(level))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A cursor per level-0 table and one per deeper non-empty level, newest first.
+    pub(crate) fn cursors(&self) -> Vec<Box<dyn Cursor + Send>> {
+        let mut out: Vec<Box<dyn Cursor + Send>> = Vec::new();
+        for (level, tables) in self.levels.iter().enumerate() {
+            if level == 0 {
+                for t in tables {
+                    out.push(Box::new(t.table.cursor()));
+                }
+            } else if !tables.is_empty() {
+                out.push(Box::new(LevelCursor::new(tables.clone())));
+            }
+        }
+        out
+    }
+
+    /// Number of tables at each level.
+    pub(crate) fn level_counts(&self) -> [usize; MAX_LEVELS] {
+        std::array::from_fn(|l| self.levels.get(l).map_or(0, Vec::len))
+    }
+
+    /// Bytes of tables at each level.
+    pub(crate) fn level_bytes(&self) -> [u64; MAX_LEVELS] {
+        std::array::from_fn(|l| {
+            self.levels
+                .get(l)
+                .map_or(0, |t| t.iter().map(|h| h.file.size).sum())
+        })
+    }
+
+    /// Every live table.
+    pub(crate) fn all_tables(&self) -> impl Iterator<Item = (usize, &Arc<TableHandle>)> {
+        self.levels
+            .iter()
+            .enumerate()
+            .flat_map(|(l, ts)| ts.iter().map(move |t| (l, t)))
+    }
+}
+
+/// The table of a sorted, non-overlapping level that may hold `user_key`.
+fn find_table<'a>(tables: &'a [Arc<TableHandle>], user_key: &[u8]) -> Option<&'a Arc<TableHandle>> {
+    let i = tables.partition_point(|t| t.largest_user_key() < user_key);
+    tables.get(i).filter(|t| t.smallest_user_key() <= user_key)
+}
+
+/// Orders level-0 tables newest first, deeper levels by smallest key.
+pub(crate) fn sort_level(level: usize, tables: &mut [Arc<TableHandle>]) {
+    if level == 0 {
+        tables.sort_by(|a, b| {
+            b.file
+                .largest_seq
+                .cmp(&a.file.largest_seq)
+                .then(b.file.number.cmp(&a.file.number))
+        });
+    } else {
+        tables.sort_by(|a, b| compare_internal_keys(&a.file.smallest, &b.file.smallest));
+    }
+}
+
+/// A cursor over a sorted, non-overlapping run of tables: one table open at a time.
+pub(crate) struct LevelCursor {
+    tables: Vec<Arc<TableHandle>>,
+    index: usize,
+    current: Option<TableCursor>,
+}
+
+impl LevelCursor {
+    pub(crate) fn new(tables: Vec<Arc<TableHandle>>) -> Self {
+        LevelCursor {
+            tables,
+            index: 0,
+            current: None,
+        }
+    }
+
+    fn open(&mut self, index: usize) -> bool {
+        match self.tables.get(index) {
+            Some(t) => {
+                self.index = index;
+                self.current = Some(t.table.cursor());
+                true
+            }
+            None => {
+                self.current = None;
+                false
+            }
+        }
+    }
+
+    /// Moves forward over exhausted tables.
+    fn skip_forward(&mut self) -> kv_iter::Result<()> {
+        while self.current.as_ref().is_some_and(|c| !c.valid()) {
+            if !self.open(self.index + 1) {
+                return Ok(());
+            }
+            if let Some(c) = self.current.as_mut() {
+                c.seek_to_first()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves backward over exhausted tables.
+    fn skip_backward(&mut self) -> kv_iter::Result<()> {
+        while self.current.as_ref().is_some_and(|c| !c.valid()) {
+            if self.index == 0 || !self.open(self.index - 1) {
+                self.current = None;
+                return Ok(());
+            }
+            if let Some(c) = self.current.as_mut() {
+                c.seek_to_last()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn guard(&mut self, r: kv_iter::Result<()>) -> kv_iter::Result<()> {
+        if r.is_err() {
+            self.current = None;
+        }
+        r
+    }
+}
+
+impl Cursor for LevelCursor {
+    fn valid(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.valid())
+    }
+
+    fn seek(&mut self, target: &[u8]) -> kv_iter::Result<()> {
+        let i = self
+            .tables
+            .partition_point(|t| compare_internal_keys(&t.file.largest, target) == Ordering::Less);
+        if !self.open(i) {
+            return Ok(());
+        }
+        let r = match self.current.as_mut() {
+            Some(c) => c.seek(target).and_then(|()| self.skip_forward()),
+            None => Ok(()),
+        };
+        self.guard(r)
+    }
+
+    fn seek_to_first(&mut self) -> kv_iter::Result<()> {
+        if !self.open(0) {
+            return Ok(());
+        }
+        let r = match self.current.as_mut() {
+            Some(c) => c.seek_to_first().and_then(|()| self.skip_forward()),
+            None => Ok(()),
+        };
+        self.guard(r)
+    }
+
+    fn seek_to_last(&mut self) -> kv_iter::Result<()> {
+        let Some(last) = self.tables.len().checked_sub(1) else {
+            self.current = None;
+            return Ok(());
+        };
+        self.open(last);
+        let r = match self.current.as_mut() {
+            Some(c) => c.seek_to_last().and_then(|()| self.skip_backward()),
+            None => Ok(()),
+        };
+        self.guard(r)
+    }
+
+    fn next(&mut self) -> kv_iter::Result<()> {
+        let r = match self.current.as_mut() {
+            Some(c) if c.valid() => c.next().and_then(|()| self.skip_forward()),
+            _ => Ok(()),
+        };
+        self.guard(r)
+    }
+
+    fn prev(&mut self) -> kv_iter::Result<()> {
+        let r = match self.current.as_mut() {
+            Some(c) if c.valid() => c.prev().and_then(|()| self.skip_backward()),
+            _ => Ok(()),
+        };
+        self.guard(r)
+    }
+
+    fn key(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.key())
+    }
+
+    fn value(&self) -> &[u8] {
+        self.current.as_ref().map_or(&[], |c| c.value())
+    }
+}

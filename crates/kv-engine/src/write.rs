@@ -1,0 +1,180 @@
+//! The write path: group commit through the WAL, memtable insert, in-order publication,
+//! back-pressure.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use kv_iter::{SeqNo, ValueKind};
+use kv_wal::{AppendOptions, Op};
+
+use crate::db::{Inner, lock};
+use crate::stats::Counters;
+use crate::{Db, Error, Result, WriteBatch, WriteOptions};
+
+impl Inner {
+    /// Commits `batch`: WAL (grouped with concurrent writers: one write and at most one
+    /// fsync per group), memtable, then publication in sequence order. Returns the last
+    /// sequence number of the batch.
+    pub(crate) fn write(&self, batch: &WriteBatch, opts: WriteOptions) -> Result<SeqNo> {
+        let start = Instant::now();
+        self.check_bg_error()?;
+        if batch.is_empty() {
+            return SeqNo::new(self.visible_seq())
+                .map_err(|e| Error::InvalidArgument(e.to_string()));
+        }
+        self.make_room()?;
+
+        let guard = self
+            .switch
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let append = AppendOptions {
+            sync: opts.sync_override(),
+        };
+        let seqs = self.wal.append_with(&batch.inner, append)?;
+        let mem = self.mems.active();
+        for (i, op) in batch.inner.iter().enumerate() {
+            let seq = SeqNo::new(seqs.first + i as u64)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            match op {
+                Op::Put { key, value } => mem.insert(key, seq, ValueKind::Put, value),
+                Op::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
+            };
+        }
+        drop(guard);
+        let last = seqs.first + seqs.count - 1;
+        self.publish(seqs.first, last);
+
+        let c = &self.counters;
+        Counters::add(&c.batches, 1);
+        Counters::add(&c.puts, batch.puts);
+        Counters::add(&c.deletes, batch.deletes);
+        Counters::add(&c.user_bytes_written, batch.user_bytes);
+        Counters::add(&c.wal_bytes, batch.inner.encoded_len() as u64);
+        c.write_latency.record(start.elapsed().as_nanos() as u64);
+        SeqNo::new(last).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// Makes batches `first..=last` visible once every earlier batch is.
+    fn publish(&self, first: u64, last: u64) {
+        let mut p = lock(&self.published);
+        while *p + 1 != first {
+            p = self
+                .publish_cv
+                .wait(p)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *p = last;
+        self.visible.store(last, Ordering::Release);
+        drop(p);
+        self.publish_cv.notify_all();
+    }
+
+    /// Waits until the active memtable has room, freezing it (and rotating the WAL) when
+    /// it is full, and stalling while too many frozen memtables await their flush.
+    fn make_room(&self) -> Result<()> {
+        let mut stalled: Option<Instant> = None;
+        let result = loop {
+            if let Err(e) = self.check_bg_error() {
+                break Err(e);
+            }
+            if self.mems.active().approximate_size() < self.opts.memtable_size {
+                break Ok(());
+            }
+            let guard = self
+                .switch
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.mems.active().approximate_size() < self.opts.memtable_size {
+                break Ok(());
+            }
+            if self.mems.is_full() {
+                drop(guard);
+                stalled.get_or_insert_with(Instant::now);
+                self.wait_for_room();
+                continue;
+            }
+            let r = self.freeze_active();
+            drop(guard);
+            break r;
+        };
+        if let Some(t) = stalled {
+            Counters::add(&self.counters.stalls, 1);
+            Counters::add(&self.counters.stall_micros, t.elapsed().as_micros() as u64);
+        }
+        result
+    }
+
+    /// Waits (bounded) for a flush to free a slot or for background work to fail.
+    pub(crate) fn wait_for_room(&self) {
+        let st = lock(&self.state);
+        if self.mems.is_full() && st.bg_error.is_none() && !st.shutting_down {
+            let _ = self.room_cv.wait_timeout(st, Duration::from_millis(50));
+        }
+    }
+
+    /// Freezes the active memtable and starts a new WAL segment for the next one. The
+    /// caller holds `switch` exclusively and has checked there is room.
+    pub(crate) fn freeze_active(&self) -> Result<()> {
+        self.wal.rotate()?;
+        let st = lock(&self.state);
+        self.mems.freeze()?;
+        self.install_sv(&st);
+        drop(st);
+        self.bg_cv.notify_all();
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Writes `value` under `key`.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put(b"key", b"value")?;
+    /// assert_eq!(db.get(b"key")?.as_deref(), Some(&b"value"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.inner.write(&b, WriteOptions::default()).map(|_| ())
+    }
+
+    /// Deletes `key` (a no-op if it is absent).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// db.delete("k")?;
+    /// assert!(db.get("k")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete(&self, key: impl AsRef<[u8]>) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.inner.write(&b, WriteOptions::default()).map(|_| ())
+    }
+
+    /// Applies `batch` atomically and returns the sequence number of its last
+    /// operation (operations are numbered consecutively). With
+    /// [`WriteOptions::sync`], the batch is durable on disk when this returns.
+    ///
+    /// Keys, values and the batch are checked against the size limits before anything
+    /// is written: an oversized batch fails with nothing applied.
+    ///
+    /// ```
+    /// use kv_engine::{Db, Options, WriteBatch, WriteOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = Db::open(dir.path(), Options::default())?;
+    /// let mut b = WriteBatch::new();
+    /// b.put("a", "1").put("b", "2");
+    /// db.write(&b, WriteOptions::default().sync(true))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write(&self, batch: &WriteBatch, opts: WriteOptions) -> Result<SeqNo> {
+        self.inner.write(batch, opts)
+    }
+}

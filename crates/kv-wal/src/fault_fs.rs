@@ -1,0 +1,889 @@
+//! An in-memory, fault-injecting [`Fs`] for tests: simulated power loss, failing the
+//! k-th operation of a kind, byte flips on read, and operation counts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::fs::{FileLock, Fs, ReadableFile, WritableFile};
+
+/// The kinds of operation [`FaultFs`] counts and can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum FsOp {
+    /// [`Fs::create`].
+    Create,
+    /// [`Fs::open_append`].
+    OpenAppend,
+    /// [`Fs::open_read`].
+    OpenRead,
+    /// [`WritableFile::write_at`] and [`WritableFile::append`].
+    Write,
+    /// [`ReadableFile::read_at`].
+    Read,
+    /// [`WritableFile::sync_data`].
+    SyncData,
+    /// [`WritableFile::sync_all`].
+    SyncAll,
+    /// [`WritableFile::set_len`].
+    SetLen,
+    /// [`WritableFile::preallocate`].
+    Preallocate,
+    /// [`Fs::rename`].
+    Rename,
+    /// [`Fs::remove_file`].
+    Remove,
+    /// [`Fs::list_dir`].
+    ListDir,
+    /// [`Fs::create_dir_all`].
+    CreateDir,
+    /// [`Fs::sync_dir`].
+    SyncDir,
+    /// [`Fs::lock`].
+    Lock,
+}
+
+/// The error an injected fault returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `EIO`: an I/O error.
+    Eio,
+    /// `ENOSPC`: no space left on the device.
+    Enospc,
+}
+
+impl Fault {
+    fn to_error(self, op: FsOp, path: &Path) -> io::Error {
+        let (code, what) = match self {
+            Fault::Eio => (libc::EIO, "EIO"),
+            Fault::Enospc => (libc::ENOSPC, "ENOSPC"),
+        };
+        let os = io::Error::from_raw_os_error(code);
+        io::Error::new(
+            os.kind(),
+            format!("injected {what} on {op:?} of {}", path.display()),
+        )
+    }
+}
+
+/// How much of the data written since the last sync survives a simulated power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every unsynced byte is lost.
+    DropUnsynced,
+    /// For each file, a seeded random prefix of its unsynced byte range survives (a torn
+    /// write), the rest is lost.
+    TornPrefix,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Inode {
+    data: Vec<u8>,
+    synced: Vec<u8>,
+    /// Union of byte ranges changed since the last sync.
+    dirty: Option<(usize, usize)>,
+}
+
+impl Inode {
+    fn mark(&mut self, lo: usize, hi: usize) {
+        self.dirty = Some(match self.dirty {
+            Some((a, b)) => (a.min(lo), b.max(hi)),
+            None => (lo, hi),
+        });
+    }
+
+    fn sync(&mut self) {
+        if self.synced.len() > self.data.len() {
+            self.synced.truncate(self.data.len());
+        } else if let Some(grown) = self.data.get(self.synced.len()..) {
+            self.synced.extend_from_slice(grown);
+        }
+        if let Some((lo, hi)) = self.dirty.take() {
+            let hi = hi.min(self.data.len());
+            if let (Some(dst), Some(src)) = (self.synced.get_mut(lo..hi), self.data.get(lo..hi)) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+
+    fn crash(&mut self, keep: impl FnOnce(usize, usize) -> usize) {
+        let mut out = std::mem::take(&mut self.synced);
+        if let Some((lo, hi)) = self.dirty.take() {
+            let hi = hi.min(self.data.len());
+            if lo < hi {
+                let upto = keep(lo, hi);
+                if out.len() < upto {
+                    out.resize(upto, 0);
+                }
+                if let (Some(dst), Some(src)) = (out.get_mut(lo..upto), self.data.get(lo..upto)) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        self.data = out.clone();
+        self.synced = out;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Dir {
+    entries: BTreeMap<String, u64>,
+    durable: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    op: FsOp,
+    /// Remaining matching operations before the fault fires (1 = the next one).
+    countdown: u64,
+    fault: Fault,
+    /// Keep failing every later matching operation once fired.
+    sticky: bool,
+    fired: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rng: u64,
+    generation: u64,
+    next_inode: u64,
+    inodes: HashMap<u64, Inode>,
+    dirs: BTreeMap<PathBuf, Dir>,
+    rules: Vec<Rule>,
+    counts: BTreeMap<FsOp, u64>,
+    flips: Vec<(PathBuf, u64, u8)>,
+    random_flip_one_in: u64,
+    locks: HashSet<PathBuf>,
+    sync_delay: std::time::Duration,
+    /// Operations (of any kind) that still succeed before the simulated power cut.
+    power_cut_in: Option<u64>,
+}
+
+impl State {
+    fn next_rand(&mut self) -> u64 {
+        // splitmix64: deterministic for a given seed.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Counts the operation and fires a matching fault rule.
+    fn op(&mut self, op: FsOp, path: &Path) -> io::Result<()> {
+        *self.counts.entry(op).or_insert(0) += 1;
+        match self.power_cut_in {
+            Some(0) => {
+                return Err(io::Error::other(format!(
+                    "power cut (simulated) before {op:?} on {}",
+                    path.display()
+                )));
+            }
+            Some(n) => self.power_cut_in = Some(n - 1),
+            None => {}
+        }
+        for rule in self.rules.iter_mut().filter(|r| r.op == op) {
+            if rule.fired {
+                if rule.sticky {
+                    return Err(rule.fault.to_error(op, path));
+                }
+                continue;
+            }
+            rule.countdown = rule.countdown.saturating_sub(1);
+            if rule.countdown == 0 {
+                rule.fired = true;
+                return Err(rule.fault.to_error(op, path));
+            }
+        }
+        Ok(())
+    }
+
+    fn split(path: &Path) -> io::Result<(PathBuf, String)> {
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad path {}", path.display()),
+            )
+        })?;
+        Ok((parent, name.to_string()))
+    }
+
+    fn dir_mut(&mut self, dir: &Path) -> io::Result<&mut Dir> {
+        self.dirs.get_mut(dir).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no directory {}", dir.display()),
+            )
+        })
+    }
+
+    fn lookup(&self, path: &Path) -> io::Result<u64> {
+        let (dir, name) = Self::split(path)?;
+        self.dirs
+            .get(&dir)
+            .and_then(|d| d.entries.get(&name))
+            .copied()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no file {}", path.display()),
+                )
+            })
+    }
+
+    fn inode(&mut self, id: u64) -> io::Result<&mut Inode> {
+        self.inodes
+            .get_mut(&id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file vanished"))
+    }
+
+    fn collect_garbage(&mut self) {
+        let live: HashSet<u64> = self
+            .dirs
+            .values()
+            .flat_map(|d| d.entries.values().chain(d.durable.values()))
+            .copied()
+            .collect();
+        self.inodes.retain(|id, _| live.contains(id));
+    }
+}
+
+/// An in-memory file system that injects faults, for tests of anything built on
+/// [`Fs`]. Deterministic: the same seed and the same sequence of calls give the same
+/// results. Cloning shares the same file system.
+///
+/// What it simulates:
+/// - **Power loss** ([`crash`](Self::crash)): each file falls back to its content at the
+///   last `sync_data`/`sync_all` (optionally keeping a seeded random prefix of what was
+///   written since), and each directory to its entries at the last
+///   [`sync_dir`](Fs::sync_dir): unsynced creates, renames and removes are undone.
+///   Directories themselves are durable once created. Handles opened before the crash
+///   fail afterwards.
+/// - **Failing operations** ([`fail_nth`](Self::fail_nth),
+///   [`fail_from`](Self::fail_from)): the k-th next operation of a kind fails with `EIO`
+///   or `ENOSPC` (a failed write or sync changes nothing).
+/// - **Byte flips on read** ([`flip_on_read`](Self::flip_on_read),
+///   [`flip_random_reads`](Self::flip_random_reads)).
+/// - **Counting** ([`count`](Self::count)): how many operations of each kind ran, for
+///   example to assert that group commit shares fsyncs.
+///
+/// Paths are compared as given (no normalisation): use the same spelling throughout.
+///
+/// ```
+/// use std::path::Path;
+/// use kv_wal::{CrashMode, FaultFs, Fs, FsOp};
+/// let fs = FaultFs::new(7);
+/// fs.create_dir_all(Path::new("/db"))?;
+/// let mut f = fs.create(Path::new("/db/a"))?;
+/// f.append(b"durable")?;
+/// f.sync_data()?;
+/// fs.sync_dir(Path::new("/db"))?;
+/// f.append(b" lost")?;
+/// fs.crash(CrashMode::DropUnsynced);
+/// assert_eq!(kv_wal::read_all(&fs, Path::new("/db/a"))?, b"durable");
+/// assert_eq!(fs.count(FsOp::SyncData), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct FaultFs {
+    state: Arc<Mutex<State>>,
+}
+
+impl Default for FaultFs {
+    fn default() -> Self {
+        FaultFs::new(0)
+    }
+}
+
+impl fmt::Debug for FaultFs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultFs").finish_non_exhaustive()
+    }
+}
+
+impl FaultFs {
+    /// An empty file system whose random choices (torn prefixes, random flips) follow
+    /// `seed`.
+    pub fn new(seed: u64) -> Self {
+        let mut state = State {
+            rng: seed,
+            ..State::default()
+        };
+        // A fresh file system has its root directory (durable, like every directory).
+        state.dirs.insert(PathBuf::from("/"), Dir::default());
+        FaultFs {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data; keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many operations of kind `op` ran (including failed ones).
+    pub fn count(&self, op: FsOp) -> u64 {
+        self.lock_state().counts.get(&op).copied().unwrap_or(0)
+    }
+
+    /// Resets all operation counts to zero.
+    pub fn reset_counts(&self) {
+        self.lock_state().counts.clear();
+    }
+
+    /// The `k`-th next operation of kind `op` (1 = the next one) fails with `fault`; the
+    /// ones after it succeed.
+    pub fn fail_nth(&self, op: FsOp, k: u64, fault: Fault) {
+        self.lock_state().rules.push(Rule {
+            op,
+            countdown: k.max(1),
+            fault,
+            sticky: false,
+            fired: false,
+        });
+    }
+
+    /// The `k`-th next operation of kind `op` and every later one fail with `fault`.
+    pub fn fail_from(&self, op: FsOp, k: u64, fault: Fault) {
+        self.lock_state().rules.push(Rule {
+            op,
+            countdown: k.max(1),
+            fault,
+            sticky: true,
+            fired: false,
+        });
+    }
+
+    /// Makes every file sync (`sync_data`, `sync_all`) take at least `delay`, like a real
+    /// device, so that tests of group commit see concurrent writers pile up.
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.lock_state().sync_delay = delay;
+    }
+
+    /// Simulates the power going out after `k` more operations of any kind: those `k`
+    /// succeed, every later one fails (with an I/O error) and does nothing, until
+    /// [`crash`](Self::crash) (the reboot) or [`clear_faults`](Self::clear_faults).
+    /// Cutting at each `k` in turn walks a workload through every point where a
+    /// machine can die.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use kv_wal::{CrashMode, FaultFs, Fs};
+    /// let fs = FaultFs::new(0);
+    /// fs.cut_power_after(1);
+    /// let mut f = fs.create(Path::new("/a"))?; // operation 1: done
+    /// assert!(f.append(b"x").is_err()); // the power is out
+    /// fs.crash(CrashMode::DropUnsynced);
+    /// assert!(fs.create(Path::new("/b")).is_ok()); // rebooted
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn cut_power_after(&self, k: u64) {
+        self.lock_state().power_cut_in = Some(k);
+    }
+
+    /// How many operations of every kind ran so far.
+    pub fn total_ops(&self) -> u64 {
+        self.lock_state().counts.values().sum()
+    }
+
+    /// Removes every fault rule and flip.
+    pub fn clear_faults(&self) {
+        let mut s = self.lock_state();
+        s.power_cut_in = None;
+        s.rules.clear();
+        s.flips.clear();
+        s.random_flip_one_in = 0;
+    }
+
+    /// Every read of `path` that covers `offset` sees that byte XORed with `mask`.
+    pub fn flip_on_read(&self, path: impl Into<PathBuf>, offset: u64, mask: u8) {
+        self.lock_state().flips.push((path.into(), offset, mask));
+    }
+
+    /// Each byte returned by a read is flipped (one bit, seeded) with probability
+    /// `1 / one_in`; 0 turns this off.
+    pub fn flip_random_reads(&self, one_in: u64) {
+        self.lock_state().random_flip_one_in = one_in;
+    }
+
+    /// Simulates power loss: see the type's documentation.
+    pub fn crash(&self, mode: CrashMode) {
+        let mut guard = self.lock_state();
+        let s = &mut *guard;
+        s.generation += 1;
+        s.power_cut_in = None;
+        s.locks.clear();
+        for d in s.dirs.values_mut() {
+            d.entries = d.durable.clone();
+        }
+        s.collect_garbage();
+        let mut ids: Vec<u64> = s.inodes.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let r = s.next_rand();
+            if let Some(inode) = s.inodes.get_mut(&id) {
+                inode.crash(|lo, hi| match mode {
+                    CrashMode::DropUnsynced => lo,
+                    CrashMode::TornPrefix => lo + (r % ((hi - lo) as u64 + 1)) as usize,
+                });
+            }
+        }
+    }
+
+    /// The current bytes of a file, bypassing faults and counts.
+    pub fn raw_contents(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let mut s = self.lock_state();
+        let id = s.lookup(path)?;
+        Ok(s.inode(id)?.data.clone())
+    }
+
+    /// Replaces the bytes of a file (durably), bypassing faults and counts: for tests
+    /// that damage files.
+    pub fn set_raw_contents(&self, path: &Path, data: Vec<u8>) -> io::Result<()> {
+        let mut s = self.lock_state();
+        let id = s.lookup(path)?;
+        let inode = s.inode(id)?;
+        inode.synced = data.clone();
+        inode.data = data;
+        inode.dirty = None;
+        Ok(())
+    }
+
+    fn check_gen(&self, gen_: u64, path: &Path) -> io::Result<()> {
+        if self.lock_state().generation != gen_ {
+            return Err(io::Error::other(format!(
+                "stale handle to {} after simulated power loss",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct FaultWritable {
+    fs: FaultFs,
+    path: PathBuf,
+    inode: u64,
+    generation: u64,
+    pos: u64,
+}
+
+#[derive(Debug)]
+struct FaultReadable {
+    fs: FaultFs,
+    path: PathBuf,
+    inode: u64,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct FaultLock {
+    fs: FaultFs,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl FileLock for FaultLock {}
+
+impl Drop for FaultLock {
+    fn drop(&mut self) {
+        let mut s = self.fs.lock_state();
+        if s.generation == self.generation {
+            s.locks.remove(&self.path);
+        }
+    }
+}
+
+impl FaultWritable {
+    fn delay(&self) {
+        let d = self.fs.lock_state().sync_delay;
+        if !d.is_zero() {
+            std::thread::sleep(d);
+        }
+    }
+
+    fn with<T>(&self, op: FsOp, f: impl FnOnce(&mut Inode) -> io::Result<T>) -> io::Result<T> {
+        self.fs.check_gen(self.generation, &self.path)?;
+        let mut s = self.fs.lock_state();
+        s.op(op, &self.path)?;
+        f(s.inode(self.inode)?)
+    }
+}
+
+fn write_into(inode: &mut Inode, offset: u64, data: &[u8]) -> io::Result<()> {
+    let start = usize::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
+    let end = start + data.len();
+    if inode.data.len() < start {
+        inode.data.resize(start, 0);
+    }
+    let overlap = inode.data.len().min(end) - start;
+    let (head, tail) = data.split_at(overlap);
+    if let Some(dst) = inode.data.get_mut(start..start + overlap) {
+        dst.copy_from_slice(head);
+    }
+    inode.data.extend_from_slice(tail);
+    inode.mark(start, end);
+    Ok(())
+}
+
+impl WritableFile for FaultWritable {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.with(FsOp::Write, |i| write_into(i, offset, data))
+    }
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let pos = self.pos;
+        self.with(FsOp::Write, |i| write_into(i, pos, data))?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.delay();
+        self.with(FsOp::SyncData, |i| {
+            i.sync();
+            Ok(())
+        })
+    }
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.delay();
+        self.with(FsOp::SyncAll, |i| {
+            i.sync();
+            Ok(())
+        })
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        let n = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+        self.with(FsOp::SetLen, |i| {
+            let old = i.data.len();
+            i.data.resize(n, 0);
+            i.mark(old.min(n), old.max(n));
+            Ok(())
+        })?;
+        self.pos = self.pos.min(len);
+        Ok(())
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<bool> {
+        let n = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+        self.with(FsOp::Preallocate, |i| {
+            let old = i.data.len();
+            if n > old {
+                let mut grown = vec![0u8; n];
+                if let Some(dst) = grown.get_mut(..old) {
+                    dst.copy_from_slice(&i.data);
+                }
+                i.data = grown;
+                i.mark(old, n);
+            }
+            Ok(true)
+        })
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.fs.check_gen(self.generation, &self.path)?;
+        let mut s = self.fs.lock_state();
+        Ok(s.inode(self.inode)?.data.len() as u64)
+    }
+}
+
+impl ReadableFile for FaultReadable {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.fs.check_gen(self.generation, &self.path)?;
+        let mut guard = self.fs.lock_state();
+        let s = &mut *guard;
+        s.op(FsOp::Read, &self.path)?;
+        let data = &s
+            .inodes
+            .get(&self.inode)
+            .ok_or_else(|| io::Error::other("file vanished"))?
+            .data;
+        let Ok(start) = usize::try_from(offset) else {
+            return Ok(0);
+        };
+        let Some(src) = data.get(start..) else {
+            return Ok(0);
+        };
+        let n = src.len().min(buf.len());
+        let (dst, src) = (
+            buf.get_mut(..n).unwrap_or_default(),
+            src.get(..n).unwrap_or_default(),
+        );
+        dst.copy_from_slice(src);
+        let end = offset + n as u64;
+        for (p, off, mask) in &s.flips {
+            if *p == self.path
+                && *off >= offset
+                && *off < end
+                && let Some(b) = dst.get_mut((*off - offset) as usize)
+            {
+                *b ^= mask;
+            }
+        }
+        if s.random_flip_one_in > 0 {
+            for i in 0..n {
+                let r = s.next_rand();
+                if r.is_multiple_of(s.random_flip_one_in)
+                    && let Some(b) = dst.get_mut(i)
+                {
+                    *b ^= 1 << (r >> 61);
+                }
+            }
+        }
+        Ok(n)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.fs.check_gen(self.generation, &self.path)?;
+        let s = self.fs.lock_state();
+        Ok(s.inodes.get(&self.inode).map_or(0, |i| i.data.len() as u64))
+    }
+}
+
+impl Fs for FaultFs {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let mut s = self.lock_state();
+        s.op(FsOp::Create, path)?;
+        let (dir, name) = State::split(path)?;
+        let id = s.next_inode;
+        s.next_inode += 1;
+        // POSIX O_TRUNC on an existing file keeps the inode; a new file gets a new one.
+        let id = match s.dir_mut(&dir)?.entries.get(&name).copied() {
+            Some(existing) => {
+                let inode = s.inode(existing)?;
+                let old = inode.data.len();
+                inode.data.clear();
+                inode.mark(0, old);
+                existing
+            }
+            None => {
+                s.inodes.insert(id, Inode::default());
+                s.dir_mut(&dir)?.entries.insert(name, id);
+                id
+            }
+        };
+        let generation = s.generation;
+        Ok(Box::new(FaultWritable {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            inode: id,
+            generation,
+            pos: 0,
+        }))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let mut s = self.lock_state();
+        s.op(FsOp::OpenAppend, path)?;
+        let id = s.lookup(path)?;
+        let pos = s.inode(id)?.data.len() as u64;
+        let generation = s.generation;
+        Ok(Box::new(FaultWritable {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            inode: id,
+            generation,
+            pos,
+        }))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadableFile>> {
+        let mut s = self.lock_state();
+        s.op(FsOp::OpenRead, path)?;
+        let id = s.lookup(path)?;
+        let generation = s.generation;
+        Ok(Box::new(FaultReadable {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            inode: id,
+            generation,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.lock_state();
+        s.op(FsOp::Rename, from)?;
+        let (fdir, fname) = State::split(from)?;
+        let (tdir, tname) = State::split(to)?;
+        if !s.dirs.contains_key(&tdir) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no directory {}", tdir.display()),
+            ));
+        }
+        let id = s.dir_mut(&fdir)?.entries.remove(&fname).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no file {}", from.display()),
+            )
+        })?;
+        s.dir_mut(&tdir)?.entries.insert(tname, id);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.lock_state();
+        s.op(FsOp::Remove, path)?;
+        let (dir, name) = State::split(path)?;
+        s.dir_mut(&dir)?.entries.remove(&name).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no file {}", path.display()),
+            )
+        })?;
+        // Open handles keep the inode alive (as on POSIX); it is collected at a crash.
+        Ok(())
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut s = self.lock_state();
+        s.op(FsOp::ListDir, dir)?;
+        let mut names: Vec<String> = s.dir_mut(dir)?.entries.keys().cloned().collect();
+        let prefix = dir.to_path_buf();
+        // Subdirectories are entries too.
+        for d in s.dirs.keys() {
+            if d.parent() == Some(prefix.as_path())
+                && let Some(n) = d.file_name().and_then(|n| n.to_str())
+            {
+                names.push(n.to_string());
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.lock_state();
+        s.op(FsOp::CreateDir, dir)?;
+        for a in dir.ancestors() {
+            s.dirs.entry(a.to_path_buf()).or_default();
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.lock_state();
+        s.op(FsOp::SyncDir, dir)?;
+        let d = s.dir_mut(dir)?;
+        d.durable = d.entries.clone();
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let s = self.lock_state();
+        Ok(s.dirs.contains_key(path) || s.lookup(path).is_ok())
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        let mut s = self.lock_state();
+        let id = s.lookup(path)?;
+        Ok(s.inode(id)?.data.len() as u64)
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        let mut s = self.lock_state();
+        s.op(FsOp::Lock, path)?;
+        if !s.locks.insert(path.to_path_buf()) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked", path.display()),
+            ));
+        }
+        let generation = s.generation;
+        Ok(Box::new(FaultLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            generation,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::read_all;
+
+    fn setup() -> (FaultFs, PathBuf) {
+        let fs = FaultFs::new(1);
+        let d = PathBuf::from("/d");
+        fs.create_dir_all(&d).unwrap();
+        (fs, d)
+    }
+
+    #[test]
+    fn unsynced_entries_vanish() {
+        let (fs, d) = setup();
+        let mut f = fs.create(&d.join("a")).unwrap();
+        f.append(b"x").unwrap();
+        f.sync_all().unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(
+            !fs.exists(&d.join("a")).unwrap(),
+            "file created without sync_dir survived"
+        );
+        assert!(f.append(b"y").is_err(), "stale handle worked after crash");
+    }
+
+    #[test]
+    fn rename_and_remove_need_sync_dir() {
+        let (fs, d) = setup();
+        let mut f = fs.create(&d.join("a")).unwrap();
+        f.append(b"1").unwrap();
+        f.sync_all().unwrap();
+        fs.sync_dir(&d).unwrap();
+        fs.rename(&d.join("a"), &d.join("b")).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(fs.list_dir(&d).unwrap(), vec!["a".to_string()]);
+        fs.remove_file(&d.join("a")).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&fs, &d.join("a")).unwrap(), b"1");
+        fs.remove_file(&d.join("a")).unwrap();
+        fs.sync_dir(&d).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(fs.list_dir(&d).unwrap().is_empty());
+    }
+
+    #[test]
+    fn torn_prefix_is_a_prefix_and_deterministic() {
+        let run = |seed| {
+            let fs = FaultFs::new(seed);
+            let d = PathBuf::from("/d");
+            fs.create_dir_all(&d).unwrap();
+            let mut f = fs.create(&d.join("a")).unwrap();
+            fs.sync_dir(&d).unwrap();
+            f.append(b"synced").unwrap();
+            f.sync_data().unwrap();
+            f.append(b"0123456789").unwrap();
+            fs.crash(CrashMode::TornPrefix);
+            read_all(&fs, &d.join("a")).unwrap()
+        };
+        for seed in 0..20 {
+            let got = run(seed);
+            assert_eq!(got, run(seed));
+            assert!(b"synced0123456789".starts_with(&got) && got.len() >= 6);
+        }
+    }
+
+    #[test]
+    fn nth_fault_and_counts_and_flips() {
+        let (fs, d) = setup();
+        let mut f = fs.create(&d.join("a")).unwrap();
+        fs.fail_nth(FsOp::SyncData, 2, Fault::Enospc);
+        f.append(b"abc").unwrap();
+        f.sync_data().unwrap();
+        let e = f.sync_data().unwrap_err();
+        assert_eq!(e.raw_os_error(), None);
+        assert!(e.to_string().contains("ENOSPC"));
+        f.sync_data().unwrap();
+        assert_eq!(fs.count(FsOp::SyncData), 3);
+        fs.fail_from(FsOp::Write, 1, Fault::Eio);
+        assert!(f.append(b"d").is_err());
+        assert!(f.append(b"d").is_err());
+        fs.flip_on_read(d.join("a"), 1, 0xff);
+        let r = fs.open_read(&d.join("a")).unwrap();
+        let mut b = [0u8; 3];
+        r.read_exact_at(0, &mut b).unwrap();
+        assert_eq!(b, [b'a', b'b' ^ 0xff, b'c']);
+        assert!(fs.lock(&d.join("L")).is_ok());
+    }
+}
