@@ -29,7 +29,7 @@ fn options(fs: &FaultFs) -> Options {
 /// Operation `i` of the workload: a put of a fresh key, a delete of an earlier one, or
 /// a two-key batch; every third is synced.
 fn apply(db: &Db, i: usize) -> kv_engine::Result<()> {
-    let sync = WriteOptions::default().sync(i % 3 == 0);
+    let sync = WriteOptions::default().sync(i.is_multiple_of(3));
     let mut b = WriteBatch::new();
     if i % 7 == 6 {
         b.delete(format!("k{:03}", i - 3));
@@ -88,7 +88,7 @@ fn workload(dir: &Path, fs: &FaultFs) -> (usize, usize) {
             break;
         }
         acked = i + 1;
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             synced = i + 1;
         }
     }
@@ -124,7 +124,7 @@ fn power_cut_at_every_file_operation() {
 
     // Every one of the first 500 operations, then every third (the default run stays
     // quick; the long run is `cargo xtask crash`).
-    let points: Vec<u64> = (0..total).filter(|&k| k < 500 || k % 3 == 0).collect();
+    let points: Vec<u64> = (0..total).filter(|&k| k < 500 || k.is_multiple_of(3)).collect();
     let cuts = points.len();
     let mut outcomes = BTreeMap::<usize, usize>::new();
     for k in points {
