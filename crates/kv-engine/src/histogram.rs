@@ -25,7 +25,7 @@ impl std::fmt::Debug for Histogram {
     }
 }
 
-/// Percentiles of a [`Histogram`] at one moment.
+/// Percentiles of a latency histogram at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LatencySummary {
     /// Number of samples.

@@ -124,7 +124,9 @@ fn power_cut_at_every_file_operation() {
 
     // Every one of the first 500 operations, then every third (the default run stays
     // quick; the long run is `cargo xtask crash`).
-    let points: Vec<u64> = (0..total).filter(|&k| k < 500 || k.is_multiple_of(3)).collect();
+    let points: Vec<u64> = (0..total)
+        .filter(|&k| k < 500 || k.is_multiple_of(3))
+        .collect();
     let cuts = points.len();
     let mut outcomes = BTreeMap::<usize, usize>::new();
     for k in points {
