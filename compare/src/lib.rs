@@ -1,0 +1,27 @@
+//! `kv-compare`: the same workloads run against kv-engine and its peers, side by side.
+//!
+//! The pieces:
+//!
+//! - [`Store`]: the handful of operations the workloads need (open, put, durable put,
+//!   get, scan, flush), implemented once per engine in [`engines`] ([`engines::KvStore`],
+//!   [`engines::FjallStore`]). An engine is added by implementing [`Store`] and adding an
+//!   [`Engine`] variant; the workloads do not change.
+//! - [`Workload`]: what is measured (puts with and without fsync at several thread
+//!   counts, point reads that hit and miss, range scans), each on a fresh database in a
+//!   temporary directory with the same [`Settings`] for every engine.
+//! - [`report`]: the side-by-side table with ratios.
+//!
+//! The binary (`cargo run --release --manifest-path compare/Cargo.toml -- --help`) runs
+//! every workload against every engine, repeats the round, and prints medians.
+#![allow(clippy::unwrap_used, reason = "benchmark code")]
+
+pub mod engines;
+mod keys;
+pub mod report;
+mod store;
+mod workload;
+
+pub use engines::Engine;
+pub use keys::{KEY_LEN, VALUE_LEN, key, value};
+pub use store::{Error, Result, Settings, Store};
+pub use workload::{Measurement, Scale, Workload};

@@ -1,0 +1,132 @@
+//! Runs every workload against every engine, several rounds, and prints the medians side
+//! by side with ratios. `--help` for the options.
+#![allow(clippy::unwrap_used, reason = "benchmark code")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line report"
+)]
+
+use std::process::ExitCode;
+
+use kv_compare::report::Table;
+use kv_compare::{Engine, Scale, Settings, Workload};
+
+const USAGE: &str = "\
+usage: kv-compare [--runs N] [--engines kv,fjall] [--workloads NAME,..] [--tiny]
+
+Runs each workload on a fresh database per engine, N rounds (default 3, engine order
+alternating), and prints the median throughput of each engine and kv's ratio to each
+peer (above 1: kv is faster).
+
+  --runs N          rounds (default 3)
+  --engines LIST    engines, first one is the baseline of the ratios (default kv,fjall)
+  --workloads LIST  workloads (default all): put-nosync-1t, put-nosync-4t, put-sync-1t,
+                    put-sync-8t, get-hit, get-miss, scan-10k
+  --tiny            a tiny scale, to check that everything runs (figures meaningless)
+";
+
+struct Args {
+    runs: usize,
+    engines: Vec<Engine>,
+    workloads: Vec<Workload>,
+    scale: Scale,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        runs: 3,
+        engines: Engine::ALL.to_vec(),
+        workloads: Workload::ALL.to_vec(),
+        scale: Scale::default(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--runs" => {
+                let v = value()?;
+                args.runs = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("bad --runs {v}"))?;
+            }
+            "--engines" => {
+                args.engines = list(&value()?, Engine::from_name, "engine")?;
+            }
+            "--workloads" => {
+                args.workloads = list(&value()?, Workload::from_name, "workload")?;
+            }
+            "--tiny" => args.scale = Scale::tiny(),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn list<T>(s: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>, String> {
+    s.split(',')
+        .map(|name| parse(name.trim()).ok_or(format!("unknown {what} {name:?}")))
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("kv-compare: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = Settings::default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "cores: {cores}; rounds: {}; {settings:?}; {:?}",
+        args.runs, args.scale
+    );
+
+    let mut table = Table::new(&args.workloads, &args.engines);
+    for round in 0..args.runs {
+        for &w in &args.workloads {
+            // Alternate which engine goes first, so neither always runs on a warmer or
+            // colder machine.
+            let mut order = args.engines.clone();
+            let shift = round % order.len().max(1);
+            order.rotate_left(shift);
+            for e in order {
+                match e.run(w, &settings, &args.scale) {
+                    Ok(m) => {
+                        eprintln!(
+                            "round {} {:<14} {:<6} {:>12.0} {}/s",
+                            round + 1,
+                            w.name(),
+                            e.name(),
+                            m.ops_per_sec(),
+                            w.unit()
+                        );
+                        table.record(w, e, m);
+                    }
+                    Err(err) => {
+                        eprintln!("kv-compare: {} on {}: {err}", w.name(), e.name());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "\nMedian of {} rounds (ops/s; ratio above 1: {} is faster)\n",
+        args.runs,
+        args.engines.first().map_or("", |e| e.name())
+    );
+    print!("{}", table.medians());
+    println!("\nEvery round:\n");
+    print!("{}", table.all_runs());
+    ExitCode::SUCCESS
+}
