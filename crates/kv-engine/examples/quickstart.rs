@@ -30,18 +30,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // An atomic batch, made durable before `write` returns.
     let mut batch = WriteBatch::new();
-    batch.put("order:1", "2 widgets").put("order:2", "1 gadget").delete("user:000000");
+    batch
+        .put("order:1", "2 widgets")
+        .put("order:2", "1 gadget")
+        .delete("user:000000");
     let seq = db.write(&batch, WriteOptions::default().sync(true))?;
     println!("batch committed at sequence number {seq}");
 
     let snapshot = db.snapshot();
     db.put("order:3", "3 sprockets")?;
 
-    println!("get user:000042 -> {:?}", db.get("user:000042")?.map(|v| v.len()));
+    println!(
+        "get user:000042 -> {:?}",
+        db.get("user:000042")?.map(|v| v.len())
+    );
     println!("get user:000000 -> {:?} (deleted)", db.get("user:000000")?);
     let orders: Vec<_> = db.prefix("order:").collect::<Result<_, _>>()?;
     println!("orders now: {}", orders.len());
-    println!("orders at the snapshot: {}", snapshot.prefix("order:").count());
+    println!(
+        "orders at the snapshot: {}",
+        snapshot.prefix("order:").count()
+    );
     drop(snapshot);
     let last_users: Vec<String> = db
         .range("user:".."user;")

@@ -11,6 +11,7 @@ use kv_memtable::{MemtableSet, MemtableSetView};
 use kv_sstable::BlockCache;
 use kv_wal::{FileLock, Fs, Wal};
 
+use crate::compaction::Strategy;
 use crate::manifest::Manifest;
 use crate::options::{DbBuilder, Options};
 use crate::stats::Counters;
@@ -33,6 +34,10 @@ pub(crate) struct State {
     pub flushed_seq: u64,
     pub bg_error: Option<Arc<Error>>,
     pub shutting_down: bool,
+    /// Compactions running in background workers.
+    pub running_compactions: usize,
+    /// Manual compactions in progress (automatic ones are not started meanwhile).
+    pub manual_compactions: usize,
 }
 
 /// Everything the handle, the background thread, snapshots and iterators share.
@@ -54,15 +59,21 @@ pub(crate) struct Inner {
     /// (and rotating the WAL) holds it exclusively, so every batch of a WAL segment
     /// lands in the memtable that segment belongs to.
     pub switch: RwLock<()>,
-    /// The last published sequence number, advanced strictly in order.
-    pub published: Mutex<u64>,
+    /// Where writers waiting for their turn to publish sleep.
+    pub published: Mutex<()>,
     pub publish_cv: Condvar,
-    /// Readers' copy of `published`.
+    pub publish_waiters: AtomicU64,
+    /// The last published sequence number, advanced strictly in order: readers read
+    /// at it.
     pub visible: AtomicU64,
     /// Live snapshots: sequence number -> count.
     pub snapshots: Mutex<BTreeMap<u64, usize>>,
     pub counters: Counters,
     pub graveyard: Arc<Graveyard>,
+    pub strategy: Box<dyn Strategy>,
+    pub compaction_threads: usize,
+    /// The strategy's estimate of compaction debt, for back-pressure.
+    pub pending_compaction_bytes: AtomicU64,
     pub closed: AtomicBool,
     /// Fast-path copy of `state.bg_error.is_some()`.
     pub bg_failed: AtomicBool,
@@ -164,7 +175,7 @@ impl Inner {
 /// ```
 pub struct Db {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) bg: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) bg: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -201,10 +212,10 @@ impl Db {
         }
         self.inner.bg_cv.notify_all();
         self.inner.room_cv.notify_all();
-        if let Some(handle) = lock(&self.bg).take()
-            && handle.join().is_err()
-        {
-            tracing::error!("the background thread panicked");
+        for handle in std::mem::take(&mut *lock(&self.bg)) {
+            if handle.join().is_err() {
+                tracing::error!("a background thread panicked");
+            }
         }
         self.inner.empty_graveyard();
         self.inner.wal.sync()?;

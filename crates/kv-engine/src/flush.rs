@@ -31,6 +31,12 @@ impl Inner {
                         .wait_timeout(st, Duration::from_millis(500))
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0;
+                    // Readers drop the last handle of obsolete tables at any time.
+                    if !lock(&self.graveyard.files).is_empty() {
+                        drop(st);
+                        self.empty_graveyard();
+                        st = lock(&self.state);
+                    }
                 }
             }
             if let Err(e) = self.flush_oldest() {
@@ -118,8 +124,11 @@ impl Inner {
         st.flushed_seq = flushed_seq;
         self.mems.release(mem.id())?;
         self.install_sv(&st);
+        self.update_pending(&st);
         drop(st);
         self.room_cv.notify_all();
+        // Wake the compaction workers: level 0 grew.
+        self.bg_cv.notify_all();
 
         if let Some(f) = &file {
             Counters::add(&self.counters.flush_bytes, f.size);

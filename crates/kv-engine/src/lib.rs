@@ -39,17 +39,24 @@
 //!   removes orphans. Damage is refused with the file and offset named; a torn WAL tail
 //!   (a crash mid-write) is the end of the log.
 //!
-//! Compaction is not built yet: level-0 tables accumulate (reads check each through its
-//! bloom filter).
+//! - **Compaction** runs in background workers behind one strategy trait: leveled (the
+//!   default) or size-tiered ([`CompactionStyle`]). It keeps every version a live
+//!   snapshot can see, drops shadowed versions and, where nothing older can hold the
+//!   key, tombstones; outputs are written durably and recorded in one manifest edit
+//!   before the inputs become deletable, and inputs are deleted only when no reader
+//!   holds them. Writes slow down, then wait, when level 0 or compaction debt piles
+//!   up; they are never dropped.
 #![warn(missing_docs)]
 
 mod batch;
 mod checkpoint;
+mod compaction;
 mod db;
 mod error;
 mod filename;
 mod flush;
 mod histogram;
+pub mod inspect;
 mod manifest;
 mod options;
 mod read;
@@ -62,6 +69,7 @@ mod version_edit;
 mod write;
 
 pub use batch::WriteBatch;
+pub use compaction::{CompactionStyle, LeveledOptions, TieredOptions};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use histogram::LatencySummary;

@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kv_sstable::Compression;
 use kv_wal::{Fs, SyncPolicy};
 
+use crate::compaction::CompactionStyle;
 use crate::version_edit::MAX_LEVELS;
 use crate::{Error, Result};
 
@@ -37,6 +39,14 @@ pub struct Options {
     pub(crate) use_mmap: bool,
     pub(crate) manifest_max_size: u64,
     pub(crate) fs: Option<Arc<dyn Fs>>,
+    pub(crate) compaction_style: CompactionStyle,
+    pub(crate) target_table_size: u64,
+    pub(crate) compaction_threads: usize,
+    pub(crate) l0_slowdown_files: usize,
+    pub(crate) l0_stop_files: usize,
+    pub(crate) slowdown_delay: Duration,
+    pub(crate) pending_compaction_soft_bytes: u64,
+    pub(crate) pending_compaction_hard_bytes: u64,
     /// A setter's argument that could not be stored (reported by `validate`).
     pub(crate) invalid: Option<String>,
 }
@@ -61,6 +71,14 @@ impl Default for Options {
             use_mmap: true,
             manifest_max_size: 4 << 20,
             fs: None,
+            compaction_style: CompactionStyle::default(),
+            target_table_size: 32 << 20,
+            compaction_threads: 1,
+            l0_slowdown_files: 20,
+            l0_stop_files: 36,
+            slowdown_delay: Duration::from_millis(1),
+            pending_compaction_soft_bytes: 64 << 30,
+            pending_compaction_hard_bytes: 256 << 30,
             invalid: None,
         }
     }
@@ -183,6 +201,42 @@ impl Options {
         self
     }
 
+    /// The compaction strategy: leveled (default) or size-tiered.
+    pub fn compaction_style(mut self, style: CompactionStyle) -> Self {
+        self.compaction_style = style;
+        self
+    }
+
+    /// Size at which compaction outputs are split (leveled). Default 32 MiB; at least
+    /// 4 KiB.
+    pub fn target_table_size(mut self, bytes: u64) -> Self {
+        self.target_table_size = bytes;
+        self
+    }
+
+    /// Background compaction threads. Default 1; 0 turns automatic compaction off
+    /// (`compact_range` still works; level-0 back-pressure is then disabled).
+    pub fn compaction_threads(mut self, n: usize) -> Self {
+        self.compaction_threads = n;
+        self
+    }
+
+    /// Level-0 table counts at which writes slow down (each waits `slowdown_delay`,
+    /// default 1 ms) and stop until compaction catches up. Defaults 20 and 36.
+    pub fn level0_backpressure(mut self, slowdown_files: usize, stop_files: usize) -> Self {
+        self.l0_slowdown_files = slowdown_files;
+        self.l0_stop_files = stop_files;
+        self
+    }
+
+    /// Estimated compaction debt at which writes slow down and stop. Defaults 64 GiB
+    /// and 256 GiB.
+    pub fn pending_compaction_limits(mut self, soft_bytes: u64, hard_bytes: u64) -> Self {
+        self.pending_compaction_soft_bytes = soft_bytes;
+        self.pending_compaction_hard_bytes = hard_bytes;
+        self
+    }
+
     /// The file system: default the operating system's. Tests pass a
     /// [`FaultFs`](kv_wal::FaultFs).
     pub fn fs(mut self, fs: Arc<dyn Fs>) -> Self {
@@ -246,6 +300,30 @@ impl Options {
                 "manifest_max_size {} is below 512",
                 self.manifest_max_size
             ));
+        }
+        if let Err(what) = self.compaction_style.validate() {
+            return bad(what);
+        }
+        if self.target_table_size < 4096 {
+            return bad(format!(
+                "target_table_size {} is below 4096",
+                self.target_table_size
+            ));
+        }
+        if self.compaction_threads > 16 {
+            return bad(format!(
+                "compaction_threads {} is above 16",
+                self.compaction_threads
+            ));
+        }
+        if self.l0_slowdown_files == 0 || self.l0_stop_files < self.l0_slowdown_files {
+            return bad(format!(
+                "level-0 slowdown ({}) must be at least 1 and stop ({}) at least slowdown",
+                self.l0_slowdown_files, self.l0_stop_files
+            ));
+        }
+        if self.pending_compaction_hard_bytes < self.pending_compaction_soft_bytes {
+            return bad("pending compaction hard limit below the soft limit".into());
         }
         if let SyncPolicy::EveryBytes(0) = self.sync_policy {
             return bad("sync policy EveryBytes(0): use Always".into());
@@ -361,6 +439,16 @@ impl DbBuilder {
         manifest_max_size(bytes: u64);
         /// See [`Options::fs`].
         fs(fs: Arc<dyn Fs>);
+        /// See [`Options::compaction_style`].
+        compaction_style(style: CompactionStyle);
+        /// See [`Options::target_table_size`].
+        target_table_size(bytes: u64);
+        /// See [`Options::compaction_threads`].
+        compaction_threads(n: usize);
+        /// See [`Options::level0_backpressure`].
+        level0_backpressure(slowdown_files: usize, stop_files: usize);
+        /// See [`Options::pending_compaction_limits`].
+        pending_compaction_limits(soft_bytes: u64, hard_bytes: u64);
     }
 
     /// Opens (or creates) the database.

@@ -33,7 +33,7 @@ impl Inner {
                 Counters::add(&c.get_hits_memtable, 1);
                 None
             }
-            None => match sv.version.get(key, snapshot)? {
+            None => match sv.version.get(key, snapshot, &c.table_probes)? {
                 Some((found, Source::Level(level))) => {
                     if let Some(h) = c.get_hits_level.get(level) {
                         Counters::add(h, 1);

@@ -189,11 +189,15 @@ impl Db {
             flushed_seq: state.flushed_seq,
             bg_error: None,
             shutting_down: false,
+            running_compactions: 0,
+            manual_compactions: 0,
         };
         let sv = SuperVersion {
             mems: mems.view(),
             version: st.version.clone(),
         };
+        let strategy = options.compaction_style.strategy();
+        let compaction_threads = options.compaction_threads;
         let inner = Arc::new(Inner {
             path,
             opts: options,
@@ -207,26 +211,45 @@ impl Db {
             bg_cv: Condvar::new(),
             room_cv: Condvar::new(),
             switch: RwLock::new(()),
-            published: Mutex::new(visible),
+            published: Mutex::new(()),
             publish_cv: Condvar::new(),
+            publish_waiters: AtomicU64::new(0),
             visible: AtomicU64::new(visible),
             snapshots: Mutex::new(BTreeMap::new()),
             counters: Counters::new(),
             graveyard,
+            strategy,
+            compaction_threads,
+            pending_compaction_bytes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             bg_failed: AtomicBool::new(false),
             _lock: lock,
         });
         inner.wal.release_below(state.flushed_seq + 1)?;
 
-        let bg_inner = inner.clone();
-        let handle = std::thread::Builder::new()
-            .name("kv-background".into())
-            .spawn(move || bg_inner.background_loop())
-            .map_err(|e| Error::io(&inner.path, e))?;
+        inner.update_pending(&crate::db::lock(&inner.state));
+        let mut threads = Vec::new();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| Error::io(&inner.path, e))
+        };
+        let flusher = inner.clone();
+        threads.push(spawn(
+            "kv-flush".into(),
+            Box::new(move || flusher.background_loop()),
+        )?);
+        for i in 0..inner.compaction_threads {
+            let worker = inner.clone();
+            threads.push(spawn(
+                format!("kv-compact-{i}"),
+                Box::new(move || worker.compaction_loop()),
+            )?);
+        }
         let db = Db {
             inner,
-            bg: Mutex::new(Some(handle)),
+            bg: Mutex::new(threads),
         };
         // A large replayed memtable is frozen and flushed in the background.
         if db.inner.mems.active().approximate_size() >= db.inner.opts.memtable_size {

@@ -24,6 +24,10 @@ pub(crate) struct Counters {
     pub compactions: AtomicU64,
     pub compaction_bytes_read: AtomicU64,
     pub compaction_bytes_written: AtomicU64,
+    pub compaction_bytes_into_level: [AtomicU64; MAX_LEVELS],
+    pub compaction_micros: AtomicU64,
+    pub trivial_moves: AtomicU64,
+    pub table_probes: AtomicU64,
     pub stall_micros: AtomicU64,
     pub stalls: AtomicU64,
     pub slowdowns: AtomicU64,
@@ -50,6 +54,10 @@ impl Counters {
             compactions: z(),
             compaction_bytes_read: z(),
             compaction_bytes_written: z(),
+            compaction_bytes_into_level: std::array::from_fn(|_| z()),
+            compaction_micros: z(),
+            trivial_moves: z(),
+            table_probes: z(),
             stall_micros: z(),
             stalls: z(),
             slowdowns: z(),
@@ -72,6 +80,8 @@ pub struct LevelStats {
     pub bytes: u64,
     /// Point reads answered at this level.
     pub get_hits: u64,
+    /// Bytes written into this level by compactions.
+    pub compaction_bytes_in: u64,
 }
 
 /// A snapshot of the database's statistics, from [`Db::stats`](crate::Db::stats).
@@ -110,6 +120,14 @@ pub struct Stats {
     pub compaction_bytes_read: u64,
     /// Bytes written by compactions.
     pub compaction_bytes_written: u64,
+    /// Compactions that moved a table down a level without rewriting it.
+    pub trivial_moves: u64,
+    /// Time spent compacting, in microseconds.
+    pub compaction_micros: u64,
+    /// Estimated bytes compaction is behind by (drives the write slowdown).
+    pub pending_compaction_bytes: u64,
+    /// Tables consulted by point reads (divide by `gets` for read amplification).
+    pub table_probes: u64,
     /// Writes that had to wait for room (frozen memtables or level-0 tables piling up).
     pub stalls: u64,
     /// Writes delayed by the level-0 slowdown.
@@ -243,6 +261,7 @@ impl crate::Db {
             files: counts.get(l).copied().unwrap_or(0),
             bytes: bytes.get(l).copied().unwrap_or(0),
             get_hits: c.get_hits_level.get(l).map_or(0, get),
+            compaction_bytes_in: c.compaction_bytes_into_level.get(l).map_or(0, get),
         });
         let bloom_filter_saves = sv
             .version
@@ -269,6 +288,10 @@ impl crate::Db {
             compactions: get(&c.compactions),
             compaction_bytes_read: get(&c.compaction_bytes_read),
             compaction_bytes_written: get(&c.compaction_bytes_written),
+            trivial_moves: get(&c.trivial_moves),
+            compaction_micros: get(&c.compaction_micros),
+            pending_compaction_bytes: inner.pending_compaction_bytes.load(Ordering::Relaxed),
+            table_probes: get(&c.table_probes),
             stalls: get(&c.stalls),
             slowdowns: get(&c.slowdowns),
             stall_micros: get(&c.stall_micros),

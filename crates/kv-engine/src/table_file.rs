@@ -58,9 +58,108 @@ pub(crate) struct BuildOptions {
     pub bloom_bits_per_key: u32,
 }
 
-/// Writes every entry of `cursor` (already positioned at its first entry or not; it is
-/// rewound) into table `number` in `dir`. Returns `None` if the cursor is empty (no
-/// file is left behind).
+/// A table being written: `NNNNNN.sst.tmp` until [`finish`](Self::finish) fsyncs it,
+/// renames it into place and fsyncs the directory. Dropped unfinished, it removes its
+/// temporary file (best effort; open removes leftovers anyway).
+pub(crate) struct TableWriter<'a> {
+    fs: &'a dyn Fs,
+    dir: &'a Path,
+    number: u64,
+    tmp: PathBuf,
+    builder: Option<TableBuilder<io::BufWriter<FsWriter>>>,
+}
+
+impl<'a> TableWriter<'a> {
+    pub(crate) fn create(
+        fs: &'a dyn Fs,
+        dir: &'a Path,
+        number: u64,
+        opts: &BuildOptions,
+    ) -> Result<Self> {
+        let tmp = table_tmp_path(dir, number);
+        let file = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let writer = io::BufWriter::with_capacity(256 << 10, FsWriter { file });
+        let topts = TableOptions::new()
+            .block_size(opts.block_size)
+            .compression(opts.compression)
+            .bloom_bits_per_key(opts.bloom_bits_per_key)
+            .name(table_name(number));
+        let builder = match TableBuilder::new(writer, topts) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = fs.remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        Ok(TableWriter {
+            fs,
+            dir,
+            number,
+            tmp,
+            builder: Some(builder),
+        })
+    }
+
+    /// Adds an entry (internal keys in order).
+    pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        match self.builder.as_mut() {
+            Some(b) => Ok(b.add(key, value)?),
+            None => Err(Error::InvalidArgument("table already finished".into())),
+        }
+    }
+
+    /// Bytes written so far (an estimate until finished).
+    pub(crate) fn size_estimate(&self) -> u64 {
+        self.builder.as_ref().map_or(0, |b| b.file_size_estimate())
+    }
+
+    pub(crate) fn num_entries(&self) -> u64 {
+        self.builder.as_ref().map_or(0, |b| b.num_entries())
+    }
+
+    /// Completes the table durably: fsync, rename into place, fsync the directory.
+    pub(crate) fn finish(mut self) -> Result<TableFile> {
+        let builder = self
+            .builder
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("table already finished".into()))?;
+        let (meta, writer) = builder.finish()?;
+        let mut inner = writer
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        inner.file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        drop(inner);
+        let path = table_path(self.dir, self.number);
+        self.fs
+            .rename(&self.tmp, &path)
+            .map_err(|e| Error::io(&path, e))?;
+        self.fs
+            .sync_dir(self.dir)
+            .map_err(|e| Error::io(self.dir, e))?;
+        Ok(TableFile {
+            number: self.number,
+            size: meta.file_size,
+            checksum: meta.file_checksum,
+            smallest: meta.smallest_key.into_vec(),
+            largest: meta.largest_key.into_vec(),
+            smallest_seq: meta.min_seqno.get(),
+            largest_seq: meta.max_seqno.get(),
+            entries: meta.num_entries,
+            tombstones: meta.num_tombstones,
+        })
+    }
+}
+
+impl Drop for TableWriter<'_> {
+    fn drop(&mut self) {
+        if self.builder.is_some() {
+            let _ = self.fs.remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes every entry of `cursor` into table `number` in `dir`. Returns `None` if the
+/// cursor is empty (no file is left behind).
 pub(crate) fn write_table(
     fs: &dyn Fs,
     dir: &Path,
@@ -72,49 +171,12 @@ pub(crate) fn write_table(
     if !cursor.valid() {
         return Ok(None);
     }
-    let tmp = table_tmp_path(dir, number);
-    let file = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let writer = io::BufWriter::with_capacity(256 << 10, FsWriter { file });
-    let topts = TableOptions::new()
-        .block_size(opts.block_size)
-        .compression(opts.compression)
-        .bloom_bits_per_key(opts.bloom_bits_per_key)
-        .name(table_name(number));
-    let result = (|| -> Result<(kv_sstable::TableMeta, FsWriter)> {
-        let mut builder = TableBuilder::new(writer, topts)?;
-        while cursor.valid() {
-            builder.add(cursor.key(), cursor.value())?;
-            cursor.next()?;
-        }
-        let (meta, writer) = builder.finish()?;
-        let mut inner = writer
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        inner.file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        Ok((meta, inner))
-    })();
-    let (meta, inner) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = fs.remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    drop(inner);
-    let path = table_path(dir, number);
-    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    Ok(Some(TableFile {
-        number,
-        size: meta.file_size,
-        checksum: meta.file_checksum,
-        smallest: meta.smallest_key.into_vec(),
-        largest: meta.largest_key.into_vec(),
-        smallest_seq: meta.min_seqno.get(),
-        largest_seq: meta.max_seqno.get(),
-        entries: meta.num_entries,
-        tombstones: meta.num_tombstones,
-    }))
+    let mut w = TableWriter::create(fs, dir, number, opts)?;
+    while cursor.valid() {
+        w.add(cursor.key(), cursor.value())?;
+        cursor.next()?;
+    }
+    w.finish().map(Some)
 }
 
 /// How tables are opened.

@@ -29,6 +29,8 @@ pub(crate) struct TableHandle {
     path: PathBuf,
     /// Set once a durable manifest edit has removed the table.
     obsolete: AtomicBool,
+    /// Set while a compaction has the table as an input.
+    busy: AtomicBool,
     graveyard: Arc<Graveyard>,
 }
 
@@ -50,8 +52,36 @@ impl TableHandle {
             table: Arc::new(table),
             path,
             obsolete: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
             graveyard,
         }
+    }
+
+    /// The same open table under a new handle (a trivial move lists it at another
+    /// level; the old handle is dropped without deleting the file).
+    pub(crate) fn relisted(&self, graveyard: Arc<Graveyard>) -> Self {
+        TableHandle {
+            file: self.file.clone(),
+            table: self.table.clone(),
+            path: self.path.clone(),
+            obsolete: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            graveyard,
+        }
+    }
+
+    /// Marks the table for deletion once nothing uses it. Call only after the manifest
+    /// edit removing it is durable.
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, AtomicOrdering::Release);
+    }
+
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, AtomicOrdering::Release);
+    }
+
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(AtomicOrdering::Acquire)
     }
 
     pub(crate) fn smallest_user_key(&self) -> &[u8] {
@@ -97,18 +127,28 @@ pub(crate) struct Version {
 impl Version {
     /// Looks `user_key` up at `snapshot`: level 0 newest first, then at most one table per
     /// deeper level. Returns the first version found (the newest visible) and where.
-    pub(crate) fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Result<Option<(Lookup, Source)>> {
+    /// `probes` counts the tables consulted (read amplification).
+    pub(crate) fn get(
+        &self,
+        user_key: &[u8],
+        snapshot: SeqNo,
+        probes: &std::sync::atomic::AtomicU64,
+    ) -> Result<Option<(Lookup, Source)>> {
+        let probe = |t: &TableHandle| {
+            probes.fetch_add(1, AtomicOrdering::Relaxed);
+            t.table.get(user_key, snapshot)
+        };
         for (level, tables) in self.levels.iter().enumerate() {
             if level == 0 {
                 for t in tables {
                     if t.overlaps(Some(user_key), Some(user_key))
-                        && let Some(found) = t.table.get(user_key, snapshot)?
+                        && let Some(found) = probe(t)?
                     {
                         return Ok(Some((found, Source::Level(0))));
                     }
                 }
             } else if let Some(t) = find_table(tables, user_key)
-                && let Some(found) = t.table.get(user_key, snapshot)?
+                && let Some(found) = probe(t)?
             {
                 return Ok(Some((found, Source::Level(level))));
             }

@@ -56,24 +56,77 @@ impl Inner {
     }
 
     /// Makes batches `first..=last` visible once every earlier batch is.
+    ///
+    /// Exactly one writer at a time can publish (the one whose batch follows the
+    /// visible sequence number), so publication is a plain store. A writer whose
+    /// predecessor is not yet visible spins briefly, then yields, then sleeps on a
+    /// condition variable; publishers wake sleepers only when there are any, so the
+    /// common path makes no system call.
     fn publish(&self, first: u64, last: u64) {
-        let mut p = lock(&self.published);
-        while *p + 1 != first {
-            p = self
-                .publish_cv
-                .wait(p)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tries = 0u32;
+        while self.visible.load(Ordering::SeqCst) + 1 != first {
+            tries += 1;
+            if tries < 64 {
+                std::hint::spin_loop();
+            } else if tries < 96 {
+                std::thread::yield_now();
+            } else {
+                let mut guard = lock(&self.published);
+                self.publish_waiters.fetch_add(1, Ordering::SeqCst);
+                while self.visible.load(Ordering::SeqCst) + 1 != first {
+                    // The timeout is a safety net only: publishers notify under the lock.
+                    guard = self
+                        .publish_cv
+                        .wait_timeout(guard, Duration::from_millis(10))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                self.publish_waiters.fetch_sub(1, Ordering::SeqCst);
+                break;
+            }
         }
-        *p = last;
-        self.visible.store(last, Ordering::Release);
-        drop(p);
-        self.publish_cv.notify_all();
+        self.visible.store(last, Ordering::SeqCst);
+        if self.publish_waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.published);
+            self.publish_cv.notify_all();
+        }
     }
 
     /// Waits until the active memtable has room, freezing it (and rotating the WAL) when
     /// it is full, and stalling while too many frozen memtables await their flush.
     fn make_room(&self) -> Result<()> {
         let mut stalled: Option<Instant> = None;
+        // Level 0 or compaction debt piling up: slow down once, or wait for compaction
+        // (only when compaction runs: otherwise nothing would ever make room).
+        if self.compaction_threads > 0 {
+            let mut slowed = false;
+            loop {
+                self.check_bg_error()?;
+                let l0 = self.sv.load().version.levels.first().map_or(0, Vec::len);
+                let pending = self.pending_compaction_bytes.load(Ordering::Relaxed);
+                if l0 >= self.opts.l0_stop_files
+                    || pending >= self.opts.pending_compaction_hard_bytes
+                {
+                    stalled.get_or_insert_with(Instant::now);
+                    let st = lock(&self.state);
+                    if st.bg_error.is_none() && !st.shutting_down {
+                        self.bg_cv.notify_all();
+                        let _ = self.room_cv.wait_timeout(st, Duration::from_millis(50));
+                    }
+                    continue;
+                }
+                if !slowed
+                    && (l0 >= self.opts.l0_slowdown_files
+                        || pending >= self.opts.pending_compaction_soft_bytes)
+                {
+                    slowed = true;
+                    Counters::add(&self.counters.slowdowns, 1);
+                    std::thread::sleep(self.opts.slowdown_delay);
+                    continue;
+                }
+                break;
+            }
+        }
         let result = loop {
             if let Err(e) = self.check_bg_error() {
                 break Err(e);

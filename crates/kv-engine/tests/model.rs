@@ -1,12 +1,16 @@
 //! The engine against a `BTreeMap` model: random puts, deletes, batches, gets,
-//! snapshot reads, ranges in both directions, prefix scans, flushes and reopens, with
-//! tiny memtables and blocks so that flushes happen all the time.
+//! snapshot reads, ranges in both directions, prefix scans, flushes, manual and
+//! background compactions and reopens, with tiny memtables, blocks and tables so that
+//! flushes and compactions happen all the time, under leveled (static and dynamic)
+//! and tiered compaction, with snapshots held across compactions.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use kv_engine::{Db, Options, WriteBatch, WriteOptions};
+use kv_engine::{
+    CompactionStyle, Db, LeveledOptions, Options, TieredOptions, WriteBatch, WriteOptions,
+};
 use proptest::prelude::*;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -23,6 +27,8 @@ enum Op {
     Range(Bound<Vec<u8>>, Bound<Vec<u8>>, bool),
     Prefix(Vec<u8>),
     Flush,
+    CompactRange(Bound<Vec<u8>>, Bound<Vec<u8>>),
+    WaitIdle,
     Reopen,
 }
 
@@ -61,16 +67,42 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (bound(), bound(), any::<bool>()).prop_map(|(l, u, r)| Op::Range(l, u, r)),
         2 => prop::collection::vec(b'a'..b'c', 0..2).prop_map(Op::Prefix),
         2 => Just(Op::Flush),
+        1 => (bound(), bound()).prop_map(|(l, u)| Op::CompactRange(l, u)),
+        1 => Just(Op::WaitIdle),
         1 => Just(Op::Reopen),
     ]
 }
 
-fn options() -> Options {
+/// Tiny sizes so flushes and compactions run constantly: 64-byte blocks, 1 KiB
+/// memtables, 4 KiB target tables, a 4 KiB base level; leveled (static or dynamic
+/// level sizes) or tiered.
+fn options(style: u8) -> Options {
+    let compaction = match style % 3 {
+        0 => CompactionStyle::Leveled(LeveledOptions {
+            level0_trigger: 2,
+            size_ratio: 2,
+            base_level_bytes: 4096,
+            dynamic_level_bytes: false,
+        }),
+        1 => CompactionStyle::Leveled(LeveledOptions {
+            level0_trigger: 3,
+            size_ratio: 3,
+            base_level_bytes: 4096,
+            dynamic_level_bytes: true,
+        }),
+        _ => CompactionStyle::Tiered(TieredOptions {
+            min_runs: 2,
+            max_runs: 4,
+            ..TieredOptions::default()
+        }),
+    };
     Options::default()
         .memtable_size(1024)
         .max_immutable_memtables(2)
         .block_size(64)
+        .target_table_size(4096)
         .wal_segment_size(64 << 10)
+        .compaction_style(compaction)
 }
 
 fn model_range(
@@ -170,6 +202,8 @@ fn run_segment(d: &Db, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErro
                 prop_assert_eq!(got, want);
             }
             Op::Flush => d.flush().unwrap(),
+            Op::CompactRange(lo, hi) => d.compact_range((lo, hi)).unwrap(),
+            Op::WaitIdle => d.wait_idle().unwrap(),
             Op::Reopen => unreachable!("segments are split at reopens"),
         }
     }
@@ -177,14 +211,14 @@ fn run_segment(d: &Db, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErro
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_model(ops in prop::collection::vec(op(), 1..160)) {
+    fn engine_matches_model(style in 0u8..3, ops in prop::collection::vec(op(), 1..200)) {
         let dir = tempfile::tempdir().unwrap();
         let mut model = Model::new();
         for segment in ops.split(|op| matches!(op, Op::Reopen)) {
-            let d = Db::open(dir.path(), options()).unwrap();
+            let d = Db::open(dir.path(), options(style)).unwrap();
             run_segment(&d, segment, &mut model)?;
             // Everything, both directions, before closing.
             let all = model_range(&model, &Bound::Unbounded, &Bound::Unbounded, false);
