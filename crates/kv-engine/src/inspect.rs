@@ -40,6 +40,11 @@ use crate::version_edit::{TableFile, VersionEdit};
 use crate::{Error, Result};
 
 /// What kind of database file a [`CheckedFile`] is.
+///
+/// ```
+/// use kv_engine::inspect::FileKind;
+/// assert_eq!(FileKind::WalSegment.to_string(), "WAL segment");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FileKind {
@@ -65,6 +70,18 @@ impl fmt::Display for FileKind {
 }
 
 /// A file [`verify`] read, whether or not it was damaged.
+///
+/// ```
+/// use kv_engine::{Db, Options, inspect};
+/// let dir = tempfile::tempdir()?;
+/// Db::open(dir.path(), Options::default())?.close()?;
+/// let report = inspect::verify(dir.path())?;
+/// let current = &report.files[0];
+/// assert_eq!(current.kind, inspect::FileKind::Current);
+/// assert_eq!(current.path, dir.path().join("CURRENT"));
+/// assert!(current.bytes > 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedFile {
     /// The file.
@@ -76,6 +93,17 @@ pub struct CheckedFile {
 }
 
 /// One piece of damage [`verify`] found.
+///
+/// ```
+/// use kv_engine::inspect::FileDamage;
+/// let d = FileDamage {
+///     path: "db/000007.sst".into(),
+///     offset: Some(4096),
+///     reason: "block checksum mismatch".into(),
+///     tolerated: false,
+/// };
+/// assert_eq!(d.to_string(), "db/000007.sst at offset 4096: block checksum mismatch");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileDamage {
     /// The damaged (or missing) file.
@@ -109,6 +137,18 @@ impl fmt::Display for FileDamage {
 
 /// What [`verify`] found: every file it read, every piece of damage, and notes (files
 /// that are not part of the database, such as orphans removed at the next open).
+///
+/// `Display` prints a summary line, the notes and the damage, and ends with `ok: no
+/// damage found` or `DAMAGED: N problem(s) found`.
+///
+/// ```
+/// let dir = tempfile::tempdir()?; // not a database
+/// let report = kv_engine::inspect::verify(dir.path())?;
+/// assert!(!report.is_ok());
+/// assert!(report.damage[0].reason.starts_with("missing"));
+/// assert!(report.to_string().ends_with("DAMAGED: 1 problem(s) found"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Every file read, in the order checked.
@@ -592,6 +632,20 @@ impl Fs for OneSegmentFs {
 }
 
 /// A table recorded as added by a [`ManifestEdit`].
+///
+/// ```
+/// use kv_engine::{Db, Options, inspect};
+/// let dir = tempfile::tempdir()?;
+/// let db = Db::open(dir.path(), Options::default())?;
+/// db.put("k", "v")?;
+/// db.flush()?;
+/// let manifest = std::fs::read_to_string(dir.path().join("CURRENT"))?;
+/// let dump = inspect::dump_manifest(dir.path().join(manifest.trim_end()))?;
+/// let added: Vec<&inspect::AddedTable> = dump.edits.iter().flat_map(|e| &e.added).collect();
+/// assert_eq!(added.len(), 1);
+/// assert_eq!((added[0].level, added[0].entries, added[0].tombstones), (0, 1, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddedTable {
     /// The level it joins.
@@ -614,7 +668,22 @@ pub struct AddedTable {
     pub tombstones: u64,
 }
 
-/// One manifest record, decoded: a change to the tree.
+/// One manifest record, decoded: a change to the tree. `Display` prints one line of
+/// counters, then a `- Ln NNNNNN.sst` line per removed table and a `+ Ln ...` line per
+/// added one.
+///
+/// ```
+/// use kv_engine::inspect::ManifestEdit;
+/// let edit = ManifestEdit {
+///     offset: 0,
+///     next_file_number: Some(9),
+///     last_seq: Some(120),
+///     flushed_seq: None,
+///     deleted: vec![(0, 7)],
+///     added: vec![],
+/// };
+/// assert_eq!(edit.to_string(), "edit at offset 0: next file 9, last seq 120\n  - L0 000007.sst");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestEdit {
     /// Offset of the record in the manifest file.
@@ -679,6 +748,17 @@ impl fmt::Display for ManifestEdit {
 
 /// A manifest decoded by [`dump_manifest`]: its edits in order, the damage that ended
 /// it early (if any), and the tree its edits add up to.
+///
+/// ```
+/// use kv_engine::{Db, Options, inspect};
+/// let dir = tempfile::tempdir()?;
+/// Db::open(dir.path(), Options::default())?.close()?;
+/// let name = std::fs::read_to_string(dir.path().join("CURRENT"))?;
+/// let dump = inspect::dump_manifest(dir.path().join(name.trim_end()))?;
+/// assert!(dump.damage.is_none() && dump.tables.is_empty());
+/// assert!(dump.to_string().contains("0 tables"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestDump {
     /// The manifest file.

@@ -1,12 +1,37 @@
 //! `kv`: the command-line tool of the kv storage engine.
 //!
-//! Not built yet: it will offer `bench`, `get`/`put`/`scan`, `inspect`/`verify` of
-//! files, `stress`, and `serve`/`follow`. Until then it says so and exits with status 2.
+//! `kv bench` runs db_bench-style workloads; `get`, `put`, `delete`, `scan`, `batch`,
+//! `stats`, `compact` and `checkpoint` work on a database directory; `verify` checks
+//! every checksum of every file and `dump` prints a WAL segment, a table or a manifest.
+//! See the crate README for every command and the batch input format.
+//!
+//! Exit status: 0 on success, 1 for a data error (damage found, a key not found, a
+//! database that cannot be opened), 2 for a usage error.
 
-fn main() -> std::process::ExitCode {
-    #[expect(clippy::print_stderr, reason = "a binary's diagnostic to its user")]
-    {
-        eprintln!("kv: the command-line tool is not built yet (see the kv-tool README)");
+mod batch_input;
+mod bench;
+mod cli;
+mod commands;
+mod dump;
+mod error;
+mod escape;
+mod histogram;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[expect(clippy::print_stderr, reason = "a binary's diagnostic to its user")]
+            {
+                eprintln!("kv: {e}");
+            }
+            e.exit_code()
+        }
     }
-    std::process::ExitCode::from(2)
 }

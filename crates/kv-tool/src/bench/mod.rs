@@ -1,0 +1,264 @@
+//! `kv bench`: db_bench-style workloads against a fresh database, one results row per
+//! workload.
+//!
+//! Each workload runs with a progress bar on stderr (hidden when stderr is not a
+//! terminal). The clock covers the operations only; after a workload that writes, the
+//! benchmark waits for the flushes and compactions it caused (`flush` + `wait_idle`,
+//! outside the clock) and then reads the database's statistics, so write amplification
+//! (bytes written to the WAL and to tables per byte of user data) includes them, and
+//! space amplification (bytes of tables over bytes of live keys and values) is measured
+//! on a settled tree.
+
+mod keys;
+mod memory;
+mod workloads;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kv_engine::{Compression, Db, Options};
+
+use crate::cli::BenchArgs;
+use crate::error::{CliError, CliResult};
+use crate::output::{self, Out};
+use keys::{Rng, ValuePool, digits};
+pub(crate) use workloads::Workload;
+
+/// The settings of a run, validated.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub workloads: Vec<Workload>,
+    pub count: u64,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub threads: u32,
+    pub sync: bool,
+    pub compression: Compression,
+    pub cache_bytes: u64,
+    pub memtable_bytes: usize,
+    pub seed: u64,
+}
+
+/// One row of the results.
+#[derive(Clone, Debug)]
+pub(crate) struct PhaseResult {
+    pub workload: &'static str,
+    pub ops: u64,
+    pub seconds: f64,
+    pub bytes: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub mean_ns: f64,
+    /// Reads that found a value, for read workloads.
+    pub found: Option<u64>,
+    pub write_amp: Option<f64>,
+    pub space_amp: Option<f64>,
+    /// Time spent waiting for flushes and compactions after the clock stopped.
+    pub settle_seconds: f64,
+    /// The process's peak resident memory so far (VmHWM), if known.
+    pub peak_mem_bytes: Option<u64>,
+}
+
+impl PhaseResult {
+    pub(crate) fn ops_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.ops as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    pub(crate) fn mb_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.bytes as f64 / self.seconds / 1e6
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Settings {
+    fn from_args(a: &BenchArgs) -> CliResult<Settings> {
+        let s = Settings {
+            workloads: Workload::parse_list(&a.workloads)?,
+            count: a.count,
+            key_size: a.key_size as usize,
+            value_size: a.value_size as usize,
+            threads: a.threads,
+            sync: a.sync,
+            compression: a.compression,
+            cache_bytes: a.cache_size,
+            memtable_bytes: usize::try_from(a.memtable_size)
+                .map_err(|_| CliError::usage("--memtable-size is too large"))?,
+            seed: a.seed,
+        };
+        // readmissing uses keys count..2*count: they must fit too.
+        let need = digits(s.count.saturating_mul(2) - 1);
+        if (s.key_size as u64) < u64::from(need) {
+            return Err(CliError::usage(format!(
+                "--key-size {} is too small for --count {}: keys are {need}-digit numbers",
+                s.key_size, s.count
+            )));
+        }
+        Ok(s)
+    }
+
+    fn options(&self) -> Options {
+        Options::default()
+            .compression_all(self.compression)
+            .block_cache_bytes(self.cache_bytes)
+            .memtable_size(self.memtable_bytes)
+    }
+}
+
+/// Runs `kv bench`.
+pub(crate) fn run(args: &BenchArgs, out: &mut Out) -> CliResult {
+    let settings = Settings::from_args(args)?;
+    settings
+        .options()
+        .validate()
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("kv-bench-");
+    let tmp = match &args.dir {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
+    .map_err(|e| {
+        let place = args
+            .dir
+            .as_ref()
+            .map_or("the temporary directory".to_string(), |d| {
+                d.display().to_string()
+            });
+        CliError::data(format!("cannot create a directory in {place}: {e}"))
+    })?;
+    let db_path = tmp.path().join("db");
+    if !args.json {
+        out.line(output::settings_line(&settings, tmp.path()))?;
+    }
+    let started = Instant::now();
+    let results = run_workloads(&settings, &db_path);
+    let wall = started.elapsed();
+    let kept = if args.keep {
+        Some(tmp.keep())
+    } else {
+        tmp.close()
+            .map_err(|e| CliError::data(format!("cannot remove the benchmark directory: {e}")))?;
+        None
+    };
+    let results = results?;
+    if args.json {
+        out.line(output::json(&settings, &results, wall, kept.as_deref()))?;
+    } else {
+        out.line(output::table(&results))?;
+        out.line(format!("wall time {:.1} s", wall.as_secs_f64()))?;
+        if let Some(dir) = &kept {
+            out.line(format!("database kept in {}", dir.join("db").display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(w: Workload, ops: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(ops), ProgressDrawTarget::stderr());
+    // `ProgressDrawTarget::stderr` draws nothing when stderr is not a terminal.
+    let style = ProgressStyle::with_template(
+        "{prefix:>16} [{bar:30}] {pos:>9}/{len:9} {per_sec:>14} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(w.name());
+    bar
+}
+
+fn run_workloads(s: &Settings, db_path: &Path) -> CliResult<Vec<PhaseResult>> {
+    let values = ValuePool::new(s.value_size, &mut Rng::new(s.seed ^ 0xA5A5));
+    let live: Vec<AtomicBool> = (0..s.count).map(|_| AtomicBool::new(false)).collect();
+    let mut db: Option<Db> = None;
+    let mut results = Vec::new();
+    for (i, &w) in s.workloads.iter().enumerate() {
+        if w.fresh_db() || db.is_none() {
+            if let Some(old) = db.take() {
+                old.close()?;
+            }
+            if w.fresh_db() {
+                remove_db(db_path)?;
+                live.iter().for_each(|f| f.store(false, Ordering::Relaxed));
+            }
+            db = Some(Db::open(db_path, s.options())?);
+        }
+        let Some(handle) = db.as_ref() else {
+            continue;
+        };
+        let before = handle.stats();
+        let ops = w.ops(s.count);
+        let bar = progress_bar(w, ops);
+        let env = workloads::Env {
+            db: handle,
+            count: s.count,
+            key_size: s.key_size,
+            threads: s.threads,
+            sync: s.sync,
+            // Each workload draws different keys.
+            seed: s.seed.wrapping_add(i as u64 * 0x1_0000_0001),
+            values: &values,
+            live: &live,
+            bar: &bar,
+        };
+        let measured = workloads::run(w, &env)?;
+        bar.finish_and_clear();
+        let settle = Instant::now();
+        let (write_amp, space_amp) = if w.writes() {
+            handle.flush()?;
+            handle.wait_idle()?;
+            let after = handle.stats();
+            let user = after
+                .user_bytes_written
+                .saturating_sub(before.user_bytes_written);
+            let disk =
+                |st: &kv_engine::Stats| st.wal_bytes + st.flush_bytes + st.compaction_bytes_written;
+            let wa =
+                (user > 0).then(|| disk(&after).saturating_sub(disk(&before)) as f64 / user as f64);
+            let live_keys = live.iter().filter(|f| f.load(Ordering::Relaxed)).count() as u64;
+            let live_bytes = live_keys * (s.key_size + s.value_size) as u64;
+            let sa = (live_bytes > 0).then(|| after.table_bytes() as f64 / live_bytes as f64);
+            (wa, sa)
+        } else {
+            (None, None)
+        };
+        let reads = !w.writes() || w == Workload::ReadWhileWriting;
+        results.push(PhaseResult {
+            workload: w.name(),
+            ops: measured.hist.count(),
+            seconds: measured.elapsed.as_secs_f64(),
+            bytes: measured.bytes,
+            p50_ns: measured.hist.quantile(0.50),
+            p99_ns: measured.hist.quantile(0.99),
+            mean_ns: measured.hist.mean(),
+            found: reads.then_some(measured.found),
+            write_amp,
+            space_amp,
+            settle_seconds: settle.elapsed().as_secs_f64(),
+            peak_mem_bytes: memory::peak_rss_bytes(),
+        });
+    }
+    if let Some(db) = db {
+        db.close()?;
+    }
+    Ok(results)
+}
+
+fn remove_db(path: &Path) -> CliResult {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::data(format!(
+            "cannot remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
