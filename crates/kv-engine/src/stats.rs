@@ -146,7 +146,7 @@ pub struct Stats {
     pub last_seq: u64,
     /// Per level.
     pub levels: [LevelStats; MAX_LEVELS],
-    /// Latency of point reads.
+    /// Latency of point reads (sampled: one get in 8).
     pub get_latency: LatencySummary,
     /// Latency of writes (from call to return, waiting for sync included).
     pub write_latency: LatencySummary,
