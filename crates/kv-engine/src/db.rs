@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
@@ -15,6 +15,7 @@ use crate::compaction::Strategy;
 use crate::manifest::Manifest;
 use crate::options::{DbBuilder, Options};
 use crate::stats::Counters;
+use crate::transaction::ConflictTracker;
 use crate::version::{Graveyard, Version};
 use crate::{Error, Result};
 
@@ -55,20 +56,18 @@ pub(crate) struct Inner {
     pub bg_cv: Condvar,
     /// Wakes writers waiting for room (and `flush` waiting for completion).
     pub room_cv: Condvar,
-    /// Writers hold it shared from WAL append to memtable insert; freezing the memtable
-    /// (and rotating the WAL) holds it exclusively, so every batch of a WAL segment
-    /// lands in the memtable that segment belongs to.
-    pub switch: RwLock<()>,
-    /// Where writers waiting for their turn to publish sleep.
-    pub published: Mutex<()>,
-    pub publish_cv: Condvar,
-    pub publish_waiters: AtomicU64,
+    /// Serializes commits (WAL append, memtable insert, publication) and memtable
+    /// freezes, so every batch of a WAL segment lands in that segment's memtable and
+    /// sequence numbers become visible in order.
+    pub commit: Mutex<()>,
     /// The last published sequence number, advanced strictly in order: readers read
     /// at it.
     pub visible: AtomicU64,
     /// Live snapshots: sequence number -> count.
     pub snapshots: Mutex<BTreeMap<u64, usize>>,
     pub counters: Counters,
+    /// Recent commits' keys, for transaction conflict checks.
+    pub conflicts: ConflictTracker,
     pub graveyard: Arc<Graveyard>,
     pub strategy: Box<dyn Strategy>,
     pub compaction_threads: usize,

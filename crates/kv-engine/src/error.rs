@@ -78,6 +78,22 @@ pub enum Error {
     /// The database was closed.
     #[error("the database is closed")]
     Closed,
+    /// A transaction could not commit because another commit (a transaction or a plain
+    /// write) made after its snapshot changed something it read, a range it scanned or
+    /// a key it writes, or because it is older than the conflict window still covers.
+    /// Nothing was written: run the transaction again from the start.
+    #[error(
+        "transaction conflict: {detail} (transaction snapshot at seq {snapshot}); nothing was written, retry"
+    )]
+    Conflict {
+        /// The sequence number the transaction read at.
+        snapshot: u64,
+        /// The (last) sequence number of the commit it conflicts with (for a transaction
+        /// too old to check: where the conflict window now starts).
+        by: u64,
+        /// What conflicted: the key or range, and the sequence number that wrote it.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -105,6 +121,23 @@ impl Error {
             path: path.into(),
             detail: detail.into(),
         }
+    }
+
+    /// True for a transaction conflict ([`Error::Conflict`]): the transaction wrote
+    /// nothing and can be retried.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// let mut txn = db.transaction();
+    /// txn.get("k")?; // reads "k" at its snapshot
+    /// db.put("k", "changed")?; // someone else writes it
+    /// txn.put("k", "mine");
+    /// assert!(txn.commit().unwrap_err().is_conflict());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
     }
 
     /// True for damaged data (in any file or layer).

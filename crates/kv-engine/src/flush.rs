@@ -214,10 +214,7 @@ impl Db {
         let inner = &self.inner;
         loop {
             inner.check_bg_error()?;
-            let guard = inner
-                .switch
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = lock(&inner.commit);
             if inner.mems.active().is_empty() {
                 break;
             }

@@ -1,6 +1,7 @@
 //! Looking inside a database directory without opening it: [`verify`] every checksum of
-//! every file, [`dump_manifest`] as human-readable edits, and read one WAL segment on
-//! its own with [`open_wal_segment`].
+//! every file, [`dump_manifest`] as human-readable edits (or [`decode_manifest`] from
+//! bytes in memory, and [`ManifestEdit::decode`]/[`ManifestEdit::encode`] for one
+//! record), and read one WAL segment on its own with [`open_wal_segment`].
 //!
 //! Nothing here takes the database's `LOCK` or writes a byte: it reads files only, so it
 //! works on a database another process has open. Run it on a closed database for a
@@ -36,7 +37,7 @@ use kv_wal::{
 
 use crate::filename::{self, CURRENT, WAL_DIR};
 use crate::manifest::{ManifestState, read_current};
-use crate::version_edit::{TableFile, VersionEdit};
+use crate::version_edit::{MAX_KEY_LEN, MAX_LEVELS, TableFile, VersionEdit};
 use crate::{Error, Result};
 
 /// What kind of database file a [`CheckedFile`] is.
@@ -831,24 +832,37 @@ impl fmt::Display for ManifestDump {
 /// ```
 pub fn dump_manifest(path: impl AsRef<Path>) -> Result<ManifestDump> {
     let path = path.as_ref();
-    let number = match path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(filename::parse)
-    {
-        Some(filename::FileKind::Manifest(n)) => n,
-        _ => {
-            return Err(Error::InvalidArgument(format!(
-                "{}: a manifest is named MANIFEST-NNNNNN (its number is part of every checksum)",
-                path.display()
-            )));
-        }
-    };
+    manifest_number(path)?;
     let bytes = kv_wal::read_all(&OsFs, path).map_err(|e| Error::io(path, e))?;
+    decode_manifest(path, &bytes)
+}
+
+/// Decodes `bytes` as the contents of the manifest named `path`, exactly as
+/// [`dump_manifest`] decodes the file, without reading anything: for tools that hold a
+/// manifest in memory, and for fuzzing the decoder. The name must be `MANIFEST-NNNNNN`
+/// (its number is part of every fragment checksum); the directory part is only used in
+/// messages. Damage is reported in [`ManifestDump::damage`]; any bytes give `Ok` or
+/// `Err`, never a panic.
+///
+/// ```
+/// use kv_engine::inspect;
+/// // No records at all: an empty manifest has no edits and no damage.
+/// let dump = inspect::decode_manifest("MANIFEST-000001", b"")?;
+/// assert!(dump.edits.is_empty() && dump.damage.is_none());
+/// // Garbage is damage, not an error or a panic.
+/// let dump = inspect::decode_manifest("MANIFEST-000001", &[0xAB; 64])?;
+/// assert!(dump.damage.is_some());
+/// // The name decides the checksum salt, so it must be a manifest's.
+/// assert!(inspect::decode_manifest("000001.sst", b"").is_err());
+/// # Ok::<(), kv_engine::Error>(())
+/// ```
+pub fn decode_manifest(path: impl AsRef<Path>, bytes: &[u8]) -> Result<ManifestDump> {
+    let path = path.as_ref();
+    let number = manifest_number(path)?;
     let mut state = ManifestState::default();
     let mut edits = Vec::new();
     let mut damage = None;
-    for item in RecordReader::new(&bytes, number) {
+    for item in RecordReader::new(bytes, number) {
         let record = match item {
             Ok(r) => r,
             Err(d) => {
@@ -874,28 +888,7 @@ pub fn dump_manifest(path: impl AsRef<Path>) -> Result<ManifestDump> {
         if let Err(e) = state.apply(&edit, path, record.offset) {
             damage = Some((record.offset, split_error(&e).1));
         }
-        edits.push(ManifestEdit {
-            offset: record.offset,
-            next_file_number: edit.next_file_number,
-            last_seq: edit.last_seq,
-            flushed_seq: edit.flushed_seq,
-            deleted: edit.deleted.clone(),
-            added: edit
-                .added
-                .iter()
-                .map(|(level, t)| AddedTable {
-                    level: *level,
-                    number: t.number,
-                    size: t.size,
-                    checksum: t.checksum,
-                    smallest: t.smallest.clone(),
-                    largest: t.largest.clone(),
-                    seqs: (t.smallest_seq, t.largest_seq),
-                    entries: t.entries,
-                    tombstones: t.tombstones,
-                })
-                .collect(),
-        });
+        edits.push(ManifestEdit::from_edit(&edit, record.offset));
         if damage.is_some() {
             break;
         }
@@ -915,6 +908,150 @@ pub fn dump_manifest(path: impl AsRef<Path>) -> Result<ManifestDump> {
         tables,
         counters: (state.next_file_number, state.last_seq, state.flushed_seq),
     })
+}
+
+/// The number in a manifest's file name, or an error if `path` is not named like one.
+fn manifest_number(path: &Path) -> Result<u64> {
+    match path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(filename::parse)
+    {
+        Some(filename::FileKind::Manifest(n)) => Ok(n),
+        _ => Err(Error::InvalidArgument(format!(
+            "{}: a manifest is named MANIFEST-NNNNNN (its number is part of every checksum)",
+            path.display()
+        ))),
+    }
+}
+
+/// The name errors of [`ManifestEdit::decode`] carry: a record has no file of its own.
+const RECORD_PATH: &str = "(manifest record)";
+
+impl ManifestEdit {
+    fn from_edit(edit: &VersionEdit, offset: u64) -> ManifestEdit {
+        ManifestEdit {
+            offset,
+            next_file_number: edit.next_file_number,
+            last_seq: edit.last_seq,
+            flushed_seq: edit.flushed_seq,
+            deleted: edit.deleted.clone(),
+            added: edit
+                .added
+                .iter()
+                .map(|(level, t)| AddedTable {
+                    level: *level,
+                    number: t.number,
+                    size: t.size,
+                    checksum: t.checksum,
+                    smallest: t.smallest.clone(),
+                    largest: t.largest.clone(),
+                    seqs: (t.smallest_seq, t.largest_seq),
+                    entries: t.entries,
+                    tombstones: t.tombstones,
+                })
+                .collect(),
+        }
+    }
+
+    /// Decodes the payload of one manifest record (one edit, without the record
+    /// framing; see the format in the crate's manifest documentation). The result's
+    /// [`offset`](Self::offset) is 0. Any bytes give `Ok` or `Err`, never a panic:
+    /// damage is [`Error::Corruption`] with the offset in the record, an unknown field
+    /// tag or format version [`Error::Unsupported`].
+    ///
+    /// ```
+    /// use kv_engine::{Error, inspect::ManifestEdit};
+    /// let edit = ManifestEdit::decode(&[1, 1, 2, 9])?; // format version 1, next file 9
+    /// assert_eq!(edit.next_file_number, Some(9));
+    /// assert!(matches!(ManifestEdit::decode(&[1, 1, 42]), Err(Error::Unsupported { .. })));
+    /// assert!(ManifestEdit::decode(&[1, 1, 2]).unwrap_err().is_corruption());
+    /// # Ok::<(), kv_engine::Error>(())
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<ManifestEdit> {
+        match VersionEdit::decode(bytes) {
+            Ok(edit) => Ok(ManifestEdit::from_edit(&edit, 0)),
+            Err(e) if e.unsupported => Err(Error::Unsupported {
+                path: PathBuf::from(RECORD_PATH),
+                detail: format!("at offset {}: {}", e.offset, e.detail),
+            }),
+            Err(e) => Err(Error::corruption(RECORD_PATH, e.offset as u64, e.detail)),
+        }
+    }
+
+    /// Encodes this edit as the payload of one manifest record, as the database
+    /// writes it ([`offset`](Self::offset) is not part of it). [`Error::InvalidArgument`]
+    /// if the edit could not be decoded back: a level at or above
+    /// [`MAX_LEVELS`], or a table key that is not an internal key
+    /// (user key plus the 8-byte trailer) of at most 1 MiB.
+    ///
+    /// ```
+    /// use kv_engine::inspect::ManifestEdit;
+    /// let edit = ManifestEdit {
+    ///     offset: 0,
+    ///     next_file_number: Some(9),
+    ///     last_seq: Some(120),
+    ///     flushed_seq: None,
+    ///     deleted: vec![(0, 7)],
+    ///     added: vec![],
+    /// };
+    /// let bytes = edit.encode()?;
+    /// assert_eq!(ManifestEdit::decode(&bytes)?, edit);
+    /// let bad = ManifestEdit { deleted: vec![(kv_engine::MAX_LEVELS, 7)], ..edit };
+    /// assert!(bad.encode().is_err());
+    /// # Ok::<(), kv_engine::Error>(())
+    /// ```
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let bad = |what: String| Err(Error::InvalidArgument(what));
+        let levels = self
+            .deleted
+            .iter()
+            .map(|(l, _)| *l)
+            .chain(self.added.iter().map(|t| t.level));
+        for level in levels {
+            if level >= MAX_LEVELS {
+                return bad(format!("level {level} is not below {MAX_LEVELS}"));
+            }
+        }
+        for t in &self.added {
+            for key in [&t.smallest, &t.largest] {
+                if key.len() > MAX_KEY_LEN {
+                    return bad(format!(
+                        "table key of {} bytes is above {MAX_KEY_LEN}",
+                        key.len()
+                    ));
+                }
+                if let Err(e) = InternalKeyRef::decode(key) {
+                    return bad(format!("table key is not an internal key: {e}"));
+                }
+            }
+        }
+        let edit = VersionEdit {
+            next_file_number: self.next_file_number,
+            last_seq: self.last_seq,
+            flushed_seq: self.flushed_seq,
+            deleted: self.deleted.clone(),
+            added: self
+                .added
+                .iter()
+                .map(|t| {
+                    let file = TableFile {
+                        number: t.number,
+                        size: t.size,
+                        checksum: t.checksum,
+                        smallest: t.smallest.clone(),
+                        largest: t.largest.clone(),
+                        smallest_seq: t.seqs.0,
+                        largest_seq: t.seqs.1,
+                        entries: t.entries,
+                        tombstones: t.tombstones,
+                    };
+                    (t.level, file)
+                })
+                .collect(),
+        };
+        Ok(edit.encoded())
+    }
 }
 
 /// CRC-32 (IEEE, reflected, polynomial 0xEDB88320: the same function as `crc32fast`,

@@ -46,6 +46,10 @@
 //!   before the inputs become deletable, and inputs are deleted only when no reader
 //!   holds them. Writes slow down, then wait, when level 0 or compaction debt piles
 //!   up; they are never dropped.
+//! - **Transactions** ([`Db::transaction`]) are optimistic and serializable: reads at a
+//!   snapshot merged with the transaction's buffered writes, and a commit validated
+//!   against the keys recent commits wrote (ranges included) in the same step that
+//!   numbers it, then written as one batch; [`Db::read_transaction`] is a snapshot.
 #![warn(missing_docs)]
 
 mod batch;
@@ -63,6 +67,7 @@ mod read;
 mod recovery;
 mod stats;
 mod table_file;
+mod transaction;
 mod value;
 mod version;
 mod version_edit;
@@ -79,5 +84,6 @@ pub use kv_wal::{FaultFs, Fs, SyncPolicy};
 pub use options::{DbBuilder, Options, WriteOptions};
 pub use read::{Iter, Snapshot};
 pub use stats::{LevelStats, Stats};
+pub use transaction::{ReadTransaction, Transaction, TxnIter};
 pub use value::Value;
 pub use version_edit::MAX_LEVELS;

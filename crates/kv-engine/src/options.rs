@@ -47,6 +47,7 @@ pub struct Options {
     pub(crate) slowdown_delay: Duration,
     pub(crate) pending_compaction_soft_bytes: u64,
     pub(crate) pending_compaction_hard_bytes: u64,
+    pub(crate) txn_conflict_window_bytes: usize,
     /// A setter's argument that could not be stored (reported by `validate`).
     pub(crate) invalid: Option<String>,
 }
@@ -79,6 +80,7 @@ impl Default for Options {
             slowdown_delay: Duration::from_millis(1),
             pending_compaction_soft_bytes: 64 << 30,
             pending_compaction_hard_bytes: 256 << 30,
+            txn_conflict_window_bytes: 16 << 20,
             invalid: None,
         }
     }
@@ -241,6 +243,21 @@ impl Options {
     /// [`FaultFs`](kv_wal::FaultFs).
     pub fn fs(mut self, fs: Arc<dyn Fs>) -> Self {
         self.fs = Some(fs);
+        self
+    }
+
+    /// Memory for the keys of recent commits that transaction commits are checked
+    /// against (about key length + 64 bytes per key). Commits older than every live
+    /// transaction are forgotten anyway; past this budget the oldest are forgotten
+    /// early, and a transaction whose snapshot predates what is left fails to commit
+    /// with [`Error::Conflict`] (never commits wrongly). Default 16 MiB.
+    ///
+    /// ```
+    /// let opts = kv_engine::Options::default().transaction_conflict_window(1 << 20);
+    /// assert!(opts.validate().is_ok());
+    /// ```
+    pub fn transaction_conflict_window(mut self, bytes: usize) -> Self {
+        self.txn_conflict_window_bytes = bytes;
         self
     }
 
@@ -449,6 +466,8 @@ impl DbBuilder {
         level0_backpressure(slowdown_files: usize, stop_files: usize);
         /// See [`Options::pending_compaction_limits`].
         pending_compaction_limits(soft_bytes: u64, hard_bytes: u64);
+        /// See [`Options::transaction_conflict_window`].
+        transaction_conflict_window(bytes: usize);
     }
 
     /// Opens (or creates) the database.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
 
 use arc_swap::ArcSwap;
 use kv_iter::{SeqNo, ValueKind};
@@ -16,6 +16,7 @@ use crate::filename::{self, CURRENT, FileKind, LOCK, WAL_DIR};
 use crate::manifest::{Manifest, ManifestState, read_current, replay, set_current};
 use crate::stats::Counters;
 use crate::table_file::OpenOptions;
+use crate::transaction::ConflictTracker;
 use crate::version::{Graveyard, TableHandle, Version, sort_level};
 use crate::{Db, Error, Options, Result};
 
@@ -82,7 +83,6 @@ impl Db {
         }
         let old_manifest = read_current(&*fs, &path)?;
         let mut state = replay(&*fs, &path, old_manifest)?;
-        let old_manifest = Some(old_manifest);
 
         // Tables.
         let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
@@ -161,6 +161,22 @@ impl Db {
         if !report.damage.is_empty() {
             tracing::warn!(damage = ?report.damage, "WAL recovery dropped damaged data");
         }
+        // Everything up to `flushed_seq` is in tables and the WAL must hold everything
+        // after it. A WAL that starts higher means writes in between are in neither: a
+        // manifest edit was lost (a damaged last record dropped as if torn, say).
+        // Refuse rather than open without them.
+        let oldest = wal.oldest_retained_seq();
+        if oldest > state.flushed_seq + 1 {
+            return Err(Error::corruption(
+                path.join(crate::filename::manifest_name(old_manifest)),
+                0,
+                format!(
+                    "the tables hold writes up to sequence {} but the WAL starts at {oldest}: \
+                     writes in between are in neither (a lost manifest edit?)",
+                    state.flushed_seq
+                ),
+            ));
+        }
         let last_seq = replayed_last.max(state.last_seq);
         if wal.next_seq() <= last_seq {
             return Err(Error::corruption(
@@ -179,7 +195,7 @@ impl Db {
         state.next_file_number += 1;
         let manifest = Manifest::create(&*fs, &path, manifest_number, &state.snapshot_edit())?;
         set_current(&*fs, &path, manifest_number)?;
-        remove_orphans(&*fs, &path, &state, manifest_number, old_manifest)?;
+        remove_orphans(&*fs, &path, &state, manifest_number)?;
 
         let visible = last_seq;
         let st = State {
@@ -198,6 +214,7 @@ impl Db {
         };
         let strategy = options.compaction_style.strategy();
         let compaction_threads = options.compaction_threads;
+        let conflict_window = options.txn_conflict_window_bytes;
         let inner = Arc::new(Inner {
             path,
             opts: options,
@@ -210,13 +227,11 @@ impl Db {
             state: Mutex::new(st),
             bg_cv: Condvar::new(),
             room_cv: Condvar::new(),
-            switch: RwLock::new(()),
-            published: Mutex::new(()),
-            publish_cv: Condvar::new(),
-            publish_waiters: AtomicU64::new(0),
+            commit: Mutex::new(()),
             visible: AtomicU64::new(visible),
             snapshots: Mutex::new(BTreeMap::new()),
             counters: Counters::new(),
+            conflicts: ConflictTracker::new(conflict_window),
             graveyard,
             strategy,
             compaction_threads,
@@ -253,11 +268,7 @@ impl Db {
         };
         // A large replayed memtable is frozen and flushed in the background.
         if db.inner.mems.active().approximate_size() >= db.inner.opts.memtable_size {
-            let _guard = db
-                .inner
-                .switch
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _guard = crate::db::lock(&db.inner.commit);
             db.inner.freeze_active()?;
         }
         Ok(db)
@@ -309,7 +320,6 @@ fn remove_orphans(
     path: &Path,
     state: &ManifestState,
     live_manifest: u64,
-    _old_manifest: Option<u64>,
 ) -> Result<()> {
     let names = fs.list_dir(path).map_err(|e| Error::io(path, e))?;
     let mut removed = 0;

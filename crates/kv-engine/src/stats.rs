@@ -31,6 +31,9 @@ pub(crate) struct Counters {
     pub stall_micros: AtomicU64,
     pub stalls: AtomicU64,
     pub slowdowns: AtomicU64,
+    pub txn_commits: AtomicU64,
+    pub txn_conflicts: AtomicU64,
+    pub txn_aborts: AtomicU64,
     pub get_latency: Histogram,
     pub write_latency: Histogram,
 }
@@ -61,6 +64,9 @@ impl Counters {
             stall_micros: z(),
             stalls: z(),
             slowdowns: z(),
+            txn_commits: z(),
+            txn_conflicts: z(),
+            txn_aborts: z(),
             get_latency: Histogram::new(),
             write_latency: Histogram::new(),
         }
@@ -134,6 +140,12 @@ pub struct Stats {
     pub slowdowns: u64,
     /// Total time writes spent waiting, in microseconds.
     pub stall_micros: u64,
+    /// Read-write transactions committed (those with nothing to write included).
+    pub transaction_commits: u64,
+    /// Read-write transactions whose commit failed with [`Error::Conflict`](crate::Error::Conflict).
+    pub transaction_conflicts: u64,
+    /// Read-write transactions rolled back or dropped without committing.
+    pub transaction_aborts: u64,
     /// Block cache hits and misses.
     pub block_cache_hits: u64,
     /// Block cache misses.
@@ -207,6 +219,11 @@ impl fmt::Display for Stats {
             self.memtable_bytes,
             self.immutable_memtables,
             self.last_seq
+        )?;
+        writeln!(
+            f,
+            "transactions: {} commits, {} conflicts, {} aborts",
+            self.transaction_commits, self.transaction_conflicts, self.transaction_aborts
         )?;
         writeln!(f, "level  files        bytes   get hits")?;
         for (l, s) in self.levels.iter().enumerate() {
@@ -295,6 +312,9 @@ impl crate::Db {
             stalls: get(&c.stalls),
             slowdowns: get(&c.slowdowns),
             stall_micros: get(&c.stall_micros),
+            transaction_commits: get(&c.txn_commits),
+            transaction_conflicts: get(&c.txn_conflicts),
+            transaction_aborts: get(&c.txn_aborts),
             block_cache_hits: inner.cache.hits(),
             block_cache_misses: inner.cache.misses(),
             immutable_memtables: sv.mems.immutable().len(),

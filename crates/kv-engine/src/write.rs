@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kv_iter::{SeqNo, ValueKind};
-use kv_wal::{AppendOptions, Op};
+use kv_wal::{AppendOptions, Op, SeqRange, SyncPolicy};
 
 use crate::db::{Inner, lock};
 use crate::stats::Counters;
@@ -16,6 +16,23 @@ impl Inner {
     /// fsync per group), memtable, then publication in sequence order. Returns the last
     /// sequence number of the batch.
     pub(crate) fn write(&self, batch: &WriteBatch, opts: WriteOptions) -> Result<SeqNo> {
+        // Plain writes are recorded for transactions to be checked against.
+        self.write_with(batch, opts, |seqs| {
+            let keys = batch.inner.iter().map(|op| op.key());
+            self.conflicts.record(seqs, keys, self.visible_seq());
+            Ok(())
+        })
+    }
+
+    /// [`Inner::write`] with `admit` run while the batch is being numbered (under the
+    /// WAL's numbering lock, in sequence order): an error from it fails the write with
+    /// nothing written. Transactions validate there.
+    pub(crate) fn write_with(
+        &self,
+        batch: &WriteBatch,
+        opts: WriteOptions,
+        admit: impl FnOnce(SeqRange) -> Result<()>,
+    ) -> Result<SeqNo> {
         let start = Instant::now();
         self.check_bg_error()?;
         if batch.is_empty() {
@@ -24,14 +41,20 @@ impl Inner {
         }
         self.make_room()?;
 
-        let guard = self
-            .switch
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let append = AppendOptions {
-            sync: opts.sync_override(),
-        };
-        let seqs = self.wal.append_with(&batch.inner, append)?;
+        // One writer at a time appends to the WAL (handing the batch to the OS, no
+        // fsync), inserts into the memtable and publishes: publication is in order by
+        // construction and no writer waits for another to publish. Durability waits
+        // come after, outside the lock, where kv-wal makes one fsync serve everyone
+        // waiting (group commit). The active memtable cannot be frozen meanwhile:
+        // freezing takes this lock too, so every batch lands in the memtable of its
+        // WAL segment.
+        let want_sync = opts
+            .sync_override()
+            .unwrap_or(self.opts.sync_policy == SyncPolicy::Always);
+        let commit = lock(&self.commit);
+        let seqs = self
+            .wal
+            .append_if(&batch.inner, AppendOptions { sync: Some(false) }, admit)?;
         let mem = self.mems.active();
         for (i, op) in batch.inner.iter().enumerate() {
             let seq = SeqNo::new(seqs.first + i as u64)
@@ -41,9 +64,12 @@ impl Inner {
                 Op::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
             };
         }
-        drop(guard);
         let last = seqs.first + seqs.count - 1;
-        self.publish(seqs.first, last);
+        self.visible.store(last, Ordering::Release);
+        drop(commit);
+        if want_sync {
+            self.wal.sync_up_to(last)?;
+        }
 
         let c = &self.counters;
         Counters::add(&c.batches, 1);
@@ -53,43 +79,6 @@ impl Inner {
         Counters::add(&c.wal_bytes, batch.inner.encoded_len() as u64);
         c.write_latency.record(start.elapsed().as_nanos() as u64);
         SeqNo::new(last).map_err(|e| Error::InvalidArgument(e.to_string()))
-    }
-
-    /// Makes batches `first..=last` visible once every earlier batch is.
-    ///
-    /// Exactly one writer at a time can publish (the one whose batch follows the
-    /// visible sequence number), so publication is a plain store. A writer whose
-    /// predecessor is not yet visible spins briefly, then yields, then sleeps on a
-    /// condition variable; publishers wake sleepers only when there are any, so the
-    /// common path makes no system call.
-    fn publish(&self, first: u64, last: u64) {
-        let mut tries = 0u32;
-        while self.visible.load(Ordering::SeqCst) + 1 != first {
-            tries += 1;
-            if tries < 64 {
-                std::hint::spin_loop();
-            } else if tries < 96 {
-                std::thread::yield_now();
-            } else {
-                let mut guard = lock(&self.published);
-                self.publish_waiters.fetch_add(1, Ordering::SeqCst);
-                while self.visible.load(Ordering::SeqCst) + 1 != first {
-                    // The timeout is a safety net only: publishers notify under the lock.
-                    guard = self
-                        .publish_cv
-                        .wait_timeout(guard, Duration::from_millis(10))
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-                self.publish_waiters.fetch_sub(1, Ordering::SeqCst);
-                break;
-            }
-        }
-        self.visible.store(last, Ordering::SeqCst);
-        if self.publish_waiters.load(Ordering::SeqCst) > 0 {
-            let _guard = lock(&self.published);
-            self.publish_cv.notify_all();
-        }
     }
 
     /// Waits until the active memtable has room, freezing it (and rotating the WAL) when
@@ -134,10 +123,7 @@ impl Inner {
             if self.mems.active().approximate_size() < self.opts.memtable_size {
                 break Ok(());
             }
-            let guard = self
-                .switch
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = lock(&self.commit);
             if self.mems.active().approximate_size() < self.opts.memtable_size {
                 break Ok(());
             }
@@ -167,7 +153,7 @@ impl Inner {
     }
 
     /// Freezes the active memtable and starts a new WAL segment for the next one. The
-    /// caller holds `switch` exclusively and has checked there is room.
+    /// caller holds `commit` and has checked there is room.
     pub(crate) fn freeze_active(&self) -> Result<()> {
         self.wal.rotate()?;
         let st = lock(&self.state);

@@ -211,7 +211,7 @@ fn run_segment(d: &Db, ops: &[Op], model: &mut Model) -> Result<(), TestCaseErro
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn engine_matches_model(style in 0u8..3, ops in prop::collection::vec(op(), 1..200)) {

@@ -211,3 +211,33 @@ fn create_if_missing_and_error_if_exists() {
     let err = Db::open(dir.path(), Options::default().error_if_exists(true)).unwrap_err();
     assert!(matches!(err, Error::Refused { .. }), "{err}");
 }
+
+#[test]
+fn a_lost_last_manifest_edit_is_refused_not_silently_dropped() {
+    // A flush records its table in the manifest, then the WAL behind it is released.
+    // If that last edit is later lost (cut off, or damaged in a way that looks like a
+    // cut-off append), the data is in neither the tables nor the WAL: refuse.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        for i in 0..100u32 {
+            db.put(format!("{i:03}"), "v").unwrap();
+        }
+        db.flush().unwrap();
+        db.close().unwrap();
+    }
+    let m = manifest(dir.path());
+    let bytes = std::fs::read(&m).unwrap();
+    // The manifest is [snapshot written at open, flush edit]: cut into the flush edit.
+    let number: u64 = m.file_name().unwrap().to_str().unwrap()["MANIFEST-".len()..]
+        .parse()
+        .unwrap();
+    let offsets: Vec<u64> = kv_wal::RecordReader::new(&bytes, number)
+        .map(|r| r.unwrap().offset)
+        .collect();
+    assert_eq!(offsets.len(), 2, "snapshot + flush edit");
+    std::fs::write(&m, &bytes[..offsets[1] as usize + 5]).unwrap();
+    let err = Db::open(dir.path(), Options::default()).unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("in neither"), "{err}");
+}

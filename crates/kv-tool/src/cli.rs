@@ -14,7 +14,7 @@ use kv_engine::Compression;
 #[command(name = "kv", version, max_term_width = 100)]
 pub(crate) struct Cli {
     /// The database directory (for get, put, delete, scan, batch, stats, compact,
-    /// checkpoint and verify).
+    /// checkpoint, verify and stress).
     #[arg(short = 'd', long, global = true, value_name = "DIR")]
     pub db: Option<PathBuf>,
 
@@ -83,6 +83,9 @@ pub(crate) enum Command {
     /// Check every checksum of every file without opening the database; exit 1 and
     /// list the damage if any.
     Verify,
+    /// Run the crash-test workload (for `cargo xtask crash`): writer threads that log
+    /// every operation before it starts and when it is acknowledged, until killed.
+    Stress(crate::stress::StressArgs),
     /// Print a WAL segment, a table or a manifest in human-readable form.
     Dump {
         #[command(subcommand)]

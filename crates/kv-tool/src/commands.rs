@@ -90,6 +90,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> CliResult {
             close(db)
         }
         Command::Verify => verify(&db_dir()?, out),
+        Command::Stress(args) => crate::stress::run(&db_dir()?, &args),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! `kv bench` runs db_bench-style workloads; `get`, `put`, `delete`, `scan`, `batch`,
 //! `stats`, `compact` and `checkpoint` work on a database directory; `verify` checks
-//! every checksum of every file and `dump` prints a WAL segment, a table or a manifest.
+//! every checksum of every file and `dump` prints a WAL segment, a table or a manifest;
+//! `stress` is the workload of the crash test (`cargo xtask crash`).
 //! See the crate README for every command and the batch input format.
 //!
 //! Exit status: 0 on success, 1 for a data error (damage found, a key not found, a
@@ -17,6 +18,7 @@ mod error;
 mod escape;
 mod histogram;
 mod output;
+mod stress;
 
 use std::process::ExitCode;
 

@@ -71,6 +71,7 @@ mod recovery;
 mod retention;
 mod segment;
 mod tail;
+mod unsynced_fs;
 mod writer;
 
 pub use batch::{Batch, BatchIter, Limits, Op, OpKind};
@@ -88,4 +89,5 @@ pub use record::{Record, RecordDamage, RecordReader, RecordWriter};
 pub use recovery::{LOCK_FILE_NAME, Recovery};
 pub use retention::{ReleaseReport, ReleasedSegment, RetentionPin};
 pub use tail::{Tail, TailCursor};
+pub use unsynced_fs::UnsyncedFs;
 pub use writer::Wal;

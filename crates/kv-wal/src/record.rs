@@ -4,8 +4,10 @@
 //! blocks of CRC'd FULL/FIRST/MIDDLE/LAST fragments; the CRC covers the fragment type and
 //! a caller-chosen log number, so a fragment copied from another log does not validate)
 //! into any [`WritableFile`], with no segment header. [`RecordReader`] reads such a file
-//! back from memory and classifies damage: damage followed by no valid fragment is a
-//! torn tail (a crash during an append); anything else is corruption.
+//! back from memory and classifies damage: a record cut off by the end of the file, or
+//! followed only by zeros, is a torn tail (a crash during an append); anything else,
+//! including a complete fragment that fails its checksum at the very end, is
+//! corruption.
 
 use std::io;
 
@@ -112,7 +114,8 @@ pub struct RecordDamage {
     pub offset: u64,
     /// What was wrong.
     pub reason: String,
-    /// True when no valid fragment follows: an interrupted append, not corruption.
+    /// True for a record cut off by the end of the file (or by a zero-filled
+    /// remainder): an interrupted append, not corruption.
     pub torn_tail: bool,
 }
 
@@ -137,53 +140,58 @@ impl<'a> RecordReader<'a> {
         }
     }
 
-    /// Whether a valid fragment (header, CRC and all) starts at or after `from`, or any
-    /// non-zero byte follows (either means the damage is not just a torn tail).
-    fn anything_valid_after(&self, from: usize) -> bool {
-        let Some(rest) = self.data.get(from..) else {
-            return false;
-        };
-        if rest.iter().all(|&b| b == 0) {
-            return false;
-        }
-        // A fragment at any later block start that checks out means the log went on.
-        let mut p = from.next_multiple_of(BLOCK_SIZE);
-        while p < self.data.len() {
-            if self.fragment_at(p).is_ok_and(|f| f.is_some()) {
-                return true;
-            }
-            p += BLOCK_SIZE;
-        }
-        false
+    /// Whether any non-zero byte follows `from`: a zero-filled remainder is what an
+    /// interrupted append or preallocation leaves, anything else is not.
+    fn anything_after(&self, from: usize) -> bool {
+        self.data
+            .get(from..)
+            .is_some_and(|rest| rest.iter().any(|&b| b != 0))
+    }
+
+    /// Whether a valid fragment (plausible header and matching checksum) starts at any
+    /// offset from `from` on. Only run on damage, so its cost (a scan of the rest of
+    /// the file) is paid once, on the error path.
+    fn valid_fragment_after(&self, from: usize) -> bool {
+        (from..self.data.len()).any(|p| matches!(self.fragment_at(p), Ok(Some(_))))
     }
 
     /// The fragment at `p`: `Ok(None)` for a zero header, `Err` for damage.
     #[allow(clippy::type_complexity)]
-    fn fragment_at(&self, p: usize) -> Result<Option<(FragmentHeader, &'a [u8])>, String> {
-        let hdr = self
-            .data
-            .get(p..p + FRAGMENT_HEADER_LEN)
-            .ok_or_else(|| "fragment header cut off by the end of the file".to_string())?;
+    fn fragment_at(&self, p: usize) -> Result<Option<(FragmentHeader, &'a [u8])>, (String, bool)> {
+        let hdr = self.data.get(p..p + FRAGMENT_HEADER_LEN).ok_or_else(|| {
+            (
+                "fragment header cut off by the end of the file".to_string(),
+                true,
+            )
+        })?;
         let mut h = [0u8; FRAGMENT_HEADER_LEN];
         h.copy_from_slice(hdr);
         let header = FragmentHeader::decode(h);
         if header.is_zero() {
             return Ok(None);
         }
-        let room = BLOCK_SIZE - p % BLOCK_SIZE - FRAGMENT_HEADER_LEN;
+        if FragmentType::from_u8(header.ty).is_none() {
+            return Err((format!("unknown fragment type {}", header.ty), false));
+        }
+        let room = (BLOCK_SIZE - p % BLOCK_SIZE).saturating_sub(FRAGMENT_HEADER_LEN);
         if usize::from(header.len) > room {
-            return Err(format!("fragment length {} overruns its block", header.len));
+            return Err((
+                format!("fragment length {} overruns its block", header.len),
+                false,
+            ));
         }
         let start = p + FRAGMENT_HEADER_LEN;
         let payload = self
             .data
             .get(start..start + usize::from(header.len))
-            .ok_or_else(|| "fragment payload cut off by the end of the file".to_string())?;
+            .ok_or_else(|| {
+                (
+                    "fragment payload cut off by the end of the file".to_string(),
+                    true,
+                )
+            })?;
         if fragment_crc(header.ty, self.log_number, payload) != header.crc {
-            return Err("fragment checksum mismatch".to_string());
-        }
-        if FragmentType::from_u8(header.ty).is_none() {
-            return Err(format!("unknown fragment type {}", header.ty));
+            return Err(("fragment checksum mismatch".to_string(), false));
         }
         Ok(Some((header, payload)))
     }
@@ -191,13 +199,13 @@ impl<'a> RecordReader<'a> {
     fn damage(
         &mut self,
         offset: usize,
-        resume: usize,
+        torn_tail: bool,
         reason: String,
     ) -> Option<Result<Record, RecordDamage>> {
         self.done = true;
         Some(Err(RecordDamage {
             offset: offset as u64,
-            torn_tail: !self.anything_valid_after(resume),
+            torn_tail,
             reason,
         }))
     }
@@ -221,7 +229,7 @@ impl Iterator for RecordReader<'_> {
                     None => None,
                     Some((start, _)) => self.damage(
                         start,
-                        self.pos,
+                        true,
                         "record cut off by the end of the file".to_string(),
                     ),
                 };
@@ -230,25 +238,30 @@ impl Iterator for RecordReader<'_> {
             let (header, payload) = match self.fragment_at(at) {
                 Ok(Some(f)) => f,
                 Ok(None) => {
-                    // Zeros: the end of the log if nothing follows.
+                    // Zeros: the end of the log if nothing but zeros follows (a record
+                    // interrupted by them is a torn tail).
                     let start = record.as_ref().map_or(at, |r| r.0);
-                    if record.is_none() && !self.anything_valid_after(at) {
+                    let zero_tail = !self.anything_after(at);
+                    if record.is_none() && zero_tail {
                         self.done = true;
                         return None;
                     }
                     return self.damage(
                         start,
-                        at + FRAGMENT_HEADER_LEN,
+                        zero_tail,
                         "zero-filled fragment header".to_string(),
                     );
                 }
-                Err(reason) => {
+                Err((reason, truncated)) => {
+                    // Only a record cut off by the end of the file is a torn tail: every
+                    // record in this framing was synced before anything relied on it, so
+                    // a complete fragment that fails its checksum is damage, wherever it
+                    // is.
+                    // (A length corrupted to point past the end looks the same as a cut
+                    // off record, so a "cut off" verdict also needs nothing valid after.)
                     let start = record.as_ref().map_or(at, |r| r.0);
-                    return self.damage(
-                        start,
-                        at + FRAGMENT_HEADER_LEN,
-                        format!("{reason} at offset {at}"),
-                    );
+                    let torn = truncated && !self.valid_fragment_after(at + 1);
+                    return self.damage(start, torn, format!("{reason} at offset {at}"));
                 }
             };
             self.pos = at + FRAGMENT_HEADER_LEN + payload.len();
@@ -275,7 +288,7 @@ impl Iterator for RecordReader<'_> {
                     let start = open.map_or(at, |r| r.0);
                     return self.damage(
                         start,
-                        self.pos,
+                        false,
                         format!("fragment type {other:?} out of sequence at offset {at}"),
                     );
                 }
@@ -318,10 +331,21 @@ mod tests {
     }
 
     #[test]
-    fn every_truncation_is_a_torn_tail_or_a_clean_prefix() {
+    fn truncations_are_torn_tails_or_clean_prefixes() {
         let recs = sample();
         let bytes = framed(&recs, 3);
-        for cut in 0..bytes.len() {
+        // Every 31st length, plus every length within 8 bytes of a record boundary
+        // (where the interesting cases are); each cut checks the rest of the file.
+        let mut boundaries = vec![0];
+        let mut off = 0;
+        for r in &recs {
+            let mut scratch = Vec::new();
+            off = frame_record(&mut scratch, off, 3, r);
+            boundaries.push(off as usize);
+        }
+        let cuts = (0..bytes.len())
+            .filter(|c| c.is_multiple_of(31) || boundaries.iter().any(|&b| c.abs_diff(b) <= 8));
+        for cut in cuts {
             let mut got = Vec::new();
             for item in RecordReader::new(&bytes[..cut], 3) {
                 match item {
@@ -361,6 +385,37 @@ mod tests {
         assert_eq!(items.len(), 1);
         let d = items[0].clone().unwrap_err();
         assert!(!d.torn_tail && d.offset == 0, "{d:?}");
+    }
+
+    #[test]
+    fn damage_in_a_single_block_log_is_corruption_not_a_torn_tail() {
+        let recs: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 30]).collect();
+        let bytes = framed(&recs, 5);
+        assert!(bytes.len() < BLOCK_SIZE);
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            let mut got = 0;
+            for item in RecordReader::new(&b, 5) {
+                match item {
+                    Ok(r) => {
+                        assert_eq!(r.payload, recs[got], "flip at {i}");
+                        got += 1;
+                    }
+                    Err(d) => {
+                        // A flipped length in the last record can make it look cut off
+                        // by the end of the file, exactly as an interrupted append does;
+                        // anywhere else damage is corruption.
+                        assert!(
+                            !d.torn_tail || got == recs.len() - 1,
+                            "flip at {i} taken for a torn tail: {d:?}"
+                        );
+                        break;
+                    }
+                }
+            }
+            assert!(got < recs.len(), "flip at {i} went unnoticed");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::segment_path;
 use crate::reader::{LogBatch, SeqRange};
 use crate::segment::{HeaderState, SegmentReader, Step};
-use crate::writer::{Shared, Wal, Written, relock};
+use crate::writer::{Shared, Wal, relock};
 
 /// What [`TailCursor::next`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub struct TailCursor {
     reader: Option<SegmentReader>,
     expected: Option<u64>,
     from_seq: u64,
-    seen: Option<Written>,
+    seen: Option<(u64, u64, bool)>,
 }
 
 impl Wal {
@@ -170,7 +170,7 @@ impl TailCursor {
                 self.open()?;
             }
             let w = *relock(&self.shared.written);
-            self.seen = Some(w);
+            self.seen = Some(w.position());
             let Some(reader) = self.reader.as_mut() else {
                 return Err(Error::Closed);
             };
@@ -248,13 +248,15 @@ impl TailCursor {
     /// Blocks until the writer hands more data to the OS (or rotates, or closes) after
     /// what this cursor last saw, or until `timeout`; returns true if something changed.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let w = relock(&self.shared.written);
+        let mut w = relock(&self.shared.written);
         let seen = self.seen;
-        let (w, _) = self
+        w.waiters += 1;
+        let (mut w, _) = self
             .shared
             .written_cv
-            .wait_timeout_while(w, timeout, |w| Some(*w) == seen && !w.closed)
+            .wait_timeout_while(w, timeout, |w| Some(w.position()) == seen && !w.closed)
             .unwrap_or_else(|p| p.into_inner());
-        Some(*w) != seen || w.closed
+        w.waiters -= 1;
+        Some(w.position()) != seen || w.closed
     }
 }

@@ -92,6 +92,9 @@ pub(crate) struct State {
     pub(crate) durable_seq: u64,
     poisoned: Option<(PathBuf, String)>,
     closed: bool,
+    /// Threads sleeping on `cond`: notified only if there are any (a wake-up is a
+    /// system call even when nobody waits).
+    pub(crate) waiters: usize,
 }
 
 impl State {
@@ -115,6 +118,15 @@ pub(crate) struct Written {
     pub(crate) segment: u64,
     pub(crate) offset: u64,
     pub(crate) closed: bool,
+    /// Tail cursors sleeping on `written_cv`.
+    pub(crate) waiters: usize,
+}
+
+impl Written {
+    /// Where the readable end is (what tail cursors compare to see progress).
+    pub(crate) fn position(&self) -> (u64, u64, bool) {
+        (self.segment, self.offset, self.closed)
+    }
 }
 
 #[derive(Debug)]
@@ -257,6 +269,7 @@ impl Wal {
                 durable_seq: p.next_seq - 1,
                 poisoned: None,
                 closed: false,
+                waiters: 0,
             }),
             cond: Condvar::new(),
             io: Mutex::new(io),
@@ -265,6 +278,7 @@ impl Wal {
                 segment,
                 offset: SEGMENT_HEADER_LEN as u64,
                 closed: false,
+                waiters: 0,
             }),
             written_cv: Condvar::new(),
             pins: Mutex::new(Default::default()),
@@ -306,6 +320,43 @@ impl Wal {
     /// [`SyncPolicy::Always`]) asks for it. Limits are checked first: a batch over a
     /// limit fails with [`Error::LimitExceeded`] and nothing is written.
     pub fn append_with(&self, batch: &Batch, opts: AppendOptions) -> Result<SeqRange> {
+        self.append_if(batch, opts, |_| Ok::<(), Error>(()))
+    }
+
+    /// Like [`Wal::append_with`], but first asks `admit` whether the batch may take the
+    /// sequence numbers it would get; an `Err` from `admit` is returned with nothing
+    /// written and no sequence number used.
+    ///
+    /// `admit` runs under the lock that hands out sequence numbers, after the limits
+    /// are checked: calls to `admit` happen in sequence-number order, and no other
+    /// batch is numbered between an `admit` and its batch. That is what an optimistic
+    /// transaction needs to validate and take its place atomically. Keep it short, and
+    /// do not call into this log from it (that would deadlock).
+    ///
+    /// ```
+    /// use kv_wal::{AppendOptions, Batch, Wal, WalOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = Wal::open(dir.path(), WalOptions::default())?;
+    /// let mut b = Batch::new();
+    /// b.put("k", "v");
+    /// let seqs = wal.append_if(&b, AppendOptions::default(), |seqs| {
+    ///     assert_eq!(seqs.first, 1); // the numbers the batch is about to take
+    ///     Ok::<(), kv_wal::Error>(())
+    /// })?;
+    /// assert_eq!(seqs.first, 1);
+    /// let refused = wal.append_if(&b, AppendOptions::default(), |_| {
+    ///     Err::<(), Box<dyn std::error::Error>>("not now".into())
+    /// });
+    /// assert_eq!(refused.unwrap_err().to_string(), "not now");
+    /// assert_eq!(wal.append(&b)?.first, 2); // the refused batch used no number
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_if<E: From<Error>>(
+        &self,
+        batch: &Batch,
+        opts: AppendOptions,
+        admit: impl FnOnce(SeqRange) -> std::result::Result<(), E>,
+    ) -> std::result::Result<SeqRange, E> {
         let sh = &*self.shared;
         let want_sync = opts
             .sync
@@ -318,6 +369,7 @@ impl Wal {
             first,
             count: batch.len() as u64,
         };
+        admit(seqs)?;
         let observed = sh.observers.active().then(|| batch.stamped(first));
         st.next_seq = seqs.end();
         let ticket = st.next_ticket;
@@ -367,7 +419,9 @@ impl Wal {
                 st = self.lead(st, false);
                 continue;
             }
+            st.waiters += 1;
             st = sh.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.waiters -= 1;
         }
     }
 
@@ -415,7 +469,9 @@ impl Wal {
             }
         }
         st.leader = false;
-        sh.cond.notify_all();
+        if st.waiters > 0 {
+            sh.cond.notify_all();
+        }
         st
     }
 
@@ -478,7 +534,9 @@ impl Wal {
         let mut st = relock(&sh.state);
         st.usable()?;
         while st.leader {
+            st.waiters += 1;
             st = sh.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.waiters -= 1;
         }
         st.usable()?;
         let st = self.lead(st, true);
@@ -628,7 +686,9 @@ impl Shared {
             }
         };
         st.leader = false;
-        self.cond.notify_all();
+        if st.waiters > 0 {
+            self.cond.notify_all();
+        }
         out
     }
 
@@ -688,8 +748,11 @@ impl Shared {
         let mut w = relock(&self.written);
         w.segment = io.segment;
         w.offset = io.offset;
+        let notify = w.waiters > 0;
         drop(w);
-        self.written_cv.notify_all();
+        if notify {
+            self.written_cv.notify_all();
+        }
         Ok(())
     }
 
@@ -727,8 +790,11 @@ impl Shared {
         let mut w = relock(&self.written);
         w.segment = number;
         w.offset = io.offset;
+        let notify = w.waiters > 0;
         drop(w);
-        self.written_cv.notify_all();
+        if notify {
+            self.written_cv.notify_all();
+        }
         tracing::debug!(
             segment = number,
             base_seq = io.next_seq,
