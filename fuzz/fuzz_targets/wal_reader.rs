@@ -11,11 +11,17 @@ use std::sync::Arc;
 use kv_wal::{FaultFs, Fs, Limits, LogReader, RecoveryMode, Wal, WalOptions};
 use libfuzzer_sys::fuzz_target;
 
-const LIMITS: Limits = Limits { max_key_len: 1024, max_value_len: 64 * 1024, max_batch_len: 256 * 1024 };
+const LIMITS: Limits = Limits {
+    max_key_len: 1024,
+    max_value_len: 64 * 1024,
+    max_batch_len: 256 * 1024,
+};
 
 /// A valid log written by the library: 1 + (n % 16) batches of various sizes.
 fn valid_log(fs: &FaultFs, dir: &Path, n: u8) -> Vec<u8> {
-    let opts = WalOptions::default().fs(Arc::new(fs.clone())).segment_size(1 << 20);
+    let opts = WalOptions::default()
+        .fs(Arc::new(fs.clone()))
+        .segment_size(1 << 20);
     let wal = Wal::open(dir, opts).unwrap();
     for i in 0..=(n % 16) {
         let mut b = kv_wal::Batch::new();
@@ -35,7 +41,9 @@ fn valid_log(fs: &FaultFs, dir: &Path, n: u8) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else { return };
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
     let mode = match flags & 3 {
         0 => RecoveryMode::TolerateTornTail,
         1 => RecoveryMode::AbsoluteConsistency,
@@ -90,7 +98,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(b.batch.encoded_len() <= LIMITS.max_batch_len);
             last_end = b.seqs.end();
             for op in b.batch.iter() {
-                assert!(op.key().len() <= LIMITS.max_key_len && op.value().len() <= LIMITS.max_value_len);
+                assert!(
+                    op.key().len() <= LIMITS.max_key_len
+                        && op.value().len() <= LIMITS.max_value_len
+                );
             }
         }
     }

@@ -12,7 +12,10 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 enum Step {
-    Append { ops: Vec<(bool, Vec<u8>, Vec<u8>)>, sync: bool },
+    Append {
+        ops: Vec<(bool, Vec<u8>, Vec<u8>)>,
+        sync: bool,
+    },
     Rotate,
     Reopen,
 }
@@ -35,7 +38,11 @@ fuzz_target!(|steps: Vec<Step>| {
                         b.delete(k);
                     }
                 }
-                let o = if *sync { AppendOptions::sync() } else { AppendOptions::no_sync() };
+                let o = if *sync {
+                    AppendOptions::sync()
+                } else {
+                    AppendOptions::no_sync()
+                };
                 match wal.append_with(&b, o) {
                     Ok(seqs) => {
                         assert_eq!(seqs.first, next);
@@ -57,10 +64,15 @@ fuzz_target!(|steps: Vec<Step>| {
         }
     }
     wal.close().unwrap();
-    let got: Vec<_> = LogReader::open(dir, &opts.clone().recovery_mode(RecoveryMode::AbsoluteConsistency))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let got: Vec<_> = LogReader::open(
+        dir,
+        &opts
+            .clone()
+            .recovery_mode(RecoveryMode::AbsoluteConsistency),
+    )
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
     assert_eq!(got.len(), expected.len());
     for (g, e) in got.iter().zip(&expected) {
         let a: Vec<Op<'_>> = g.batch.iter().collect();

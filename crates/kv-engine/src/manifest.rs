@@ -109,6 +109,9 @@ pub(crate) fn read_current(fs: &dyn Fs, dir: &Path) -> Result<u64> {
     }
 }
 
+/// File numbers are below this (2^63): far beyond any real count, and room to count up.
+const MAX_FILE_NUMBER: u64 = 1 << 63;
+
 /// The state a manifest describes.
 #[derive(Debug, Default)]
 pub(crate) struct ManifestState {
@@ -144,10 +147,27 @@ impl ManifestState {
                     format!("level {level} out of range"),
                 ));
             };
+            // File numbers are allocated by counting up from 1, so one this large was
+            // not written by us (and would overflow the counter).
+            if file.number >= MAX_FILE_NUMBER {
+                return Err(Error::corruption(
+                    path,
+                    offset,
+                    format!("table number {} is out of range", file.number),
+                ));
+            }
+            let next = file.number + 1;
             l.insert(file.number, file.clone());
-            self.next_file_number = self.next_file_number.max(file.number + 1);
+            self.next_file_number = self.next_file_number.max(next);
         }
         if let Some(n) = edit.next_file_number {
+            if n > MAX_FILE_NUMBER {
+                return Err(Error::corruption(
+                    path,
+                    offset,
+                    format!("next file number {n} is out of range"),
+                ));
+            }
             self.next_file_number = self.next_file_number.max(n);
         }
         if let Some(s) = edit.last_seq {

@@ -717,7 +717,6 @@ fn a_dropped_manifest_edit_never_leaves_a_hole() {
 /// checks on (debug builds, the fuzz build) and wraps in release. Open and
 /// `inspect::decode_manifest` must report it as corruption instead.
 #[test]
-#[ignore = "engine bug: a table numbered u64::MAX in the manifest overflows `number + 1`"]
 fn a_table_numbered_u64_max_in_the_manifest_is_no_panic() {
     use kv_engine::inspect::{self, AddedTable, ManifestEdit};
     let edit = ManifestEdit {
