@@ -280,3 +280,69 @@ fn power_cut_during_compaction() {
     }
     println!("power cut at each of {ops} file operations of a compaction: all recovered");
 }
+
+/// An I/O error during compaction stops background work: the next write and `stats()`
+/// report it, no input is deleted, nothing half-written is installed, and a reopen
+/// continues with every write intact.
+#[test]
+fn an_io_error_during_compaction_stops_writes_and_loses_nothing() {
+    use kv_wal::{Fault, FsOp};
+    let dir = Path::new("/db");
+    for (op, nth) in [
+        (FsOp::Write, 1),
+        (FsOp::SyncAll, 1),
+        (FsOp::SyncAll, 2),
+        (FsOp::Rename, 1),
+        (FsOp::Create, 1),
+    ] {
+        let fs = FaultFs::new(7);
+        let opts = || {
+            leveled()
+                .fs(Arc::new(fs.clone()))
+                .compaction_threads(0)
+                .wal_segment_size(64 << 10)
+        };
+        let db = Db::open(dir, opts()).unwrap();
+        for i in 0..800u32 {
+            db.put(format!("k{i:04}"), format!("v{i}").repeat(4))
+                .unwrap();
+        }
+        db.flush().unwrap();
+        for i in (0..800u32).step_by(3) {
+            db.delete(format!("k{i:04}")).unwrap();
+        }
+        db.flush().unwrap();
+        let tables_before = kv_wal::Fs::list_dir(&fs, dir).unwrap();
+
+        fs.fail_nth(op, nth, Fault::Eio);
+        let err = db.compact_range::<&str, _>(..).unwrap_err();
+        assert!(
+            matches!(err, kv_engine::Error::Background(_)),
+            "{op:?}: {err}"
+        );
+        let next = db.put("after", "x").unwrap_err();
+        assert!(
+            next.to_string().contains("background work failed"),
+            "{op:?}: {next}"
+        );
+        assert!(db.stats().background_error.is_some(), "{op:?}");
+        // Reads still work and see everything.
+        assert_eq!(db.iter().count(), 800 - 267, "{op:?}");
+        drop(db);
+        // No input table was deleted.
+        let after = kv_wal::Fs::list_dir(&fs, dir).unwrap();
+        for name in tables_before.iter().filter(|n| n.ends_with(".sst")) {
+            assert!(after.contains(name), "{op:?}: input {name} deleted");
+        }
+
+        fs.clear_faults();
+        let db = Db::open(dir, opts()).unwrap();
+        for i in 0..800u32 {
+            let got = db.get(format!("k{i:04}")).unwrap();
+            assert_eq!(got.is_some(), !i.is_multiple_of(3), "{op:?}: key {i}");
+        }
+        db.compact_range::<&str, _>(..).unwrap();
+        assert_eq!(db.iter().count(), 800 - 267, "{op:?}");
+        db.put("after", "x").unwrap();
+    }
+}
