@@ -163,7 +163,7 @@ pub(crate) fn ci_step(steps: &mut Vec<Step>) -> Result<(), String> {
         });
         return Ok(());
     }
-    let mut smoke = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    let mut smoke = Command::new(crate::self_exe()?);
     smoke.current_dir(root()).args(["fuzz", "--smoke"]);
     run_step(steps, "fuzz smoke", smoke);
     Ok(())

@@ -48,6 +48,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// A private copy of this xtask binary, for steps that run xtask subcommands (fuzz
+/// smoke, crash cycles) after other steps have rebuilt `target/debug/xtask` (which
+/// leaves the running binary's path pointing at a deleted file).
+pub(crate) fn self_exe() -> Result<PathBuf, String> {
+    static COPY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let me = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+        let dir = root().join("target").join("xtask-self");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let copy = dir.join(format!("xtask-{}", std::process::id()));
+        std::fs::copy(&me, &copy)
+            .map_err(|e| format!("copy {} to {}: {e}", me.display(), copy.display()))?;
+        Ok(copy)
+    })
+    .clone()
+}
+
 fn root() -> PathBuf {
     // xtask/ sits directly under the workspace root.
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -119,6 +136,8 @@ fn ci(args: &[String]) -> Result<bool, String> {
     if let Some(a) = args.first() {
         return Err(format!("ci takes no arguments (got {a:?})"));
     }
+    // Taken now: the test steps rebuild `target/debug/xtask` under our feet.
+    self_exe()?;
     let mut steps = Vec::new();
 
     let mut fmt = cargo();
@@ -180,7 +199,7 @@ fn ci(args: &[String]) -> Result<bool, String> {
     // The crash smoke: 100 kill/recover/check cycles on the real file system, then 100
     // with unsynced data lost at each kill (`cargo xtask crash --cycles 1000` for more).
     for mode in [&[][..], &["--lose-unsynced"][..]] {
-        let mut crash = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        let mut crash = Command::new(self_exe()?);
         crash
             .current_dir(root())
             .args(["crash", "--cycles", "100"])

@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub running_compactions: usize,
     /// Manual compactions in progress (automatic ones are not started meanwhile).
     pub manual_compactions: usize,
+    /// Frozen memtables a flush thread is writing.
+    pub flushing: std::collections::HashSet<kv_memtable::MemtableId>,
 }
 
 /// Everything the handle, the background thread, snapshots and iterators share.

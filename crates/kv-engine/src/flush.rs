@@ -17,14 +17,25 @@ impl Inner {
     /// The background thread: flushes frozen memtables oldest first until shutdown.
     pub(crate) fn background_loop(self: Arc<Self>) {
         loop {
-            {
+            let mem = {
                 let mut st = lock(&self.state);
                 loop {
                     if st.shutting_down {
                         return;
                     }
-                    if st.bg_error.is_none() && self.mems.immutable_count() > 0 {
-                        break;
+                    if st.bg_error.is_none() {
+                        // The oldest frozen memtable no other flush thread has claimed.
+                        let view = self.mems.view();
+                        let next = view
+                            .immutable()
+                            .iter()
+                            .rev()
+                            .find(|m| !st.flushing.contains(&m.id()))
+                            .cloned();
+                        if let Some(mem) = next {
+                            st.flushing.insert(mem.id());
+                            break mem;
+                        }
                     }
                     st = self
                         .bg_cv
@@ -38,10 +49,14 @@ impl Inner {
                         st = lock(&self.state);
                     }
                 }
-            }
-            if let Err(e) = self.flush_oldest() {
+            };
+            let id = mem.id();
+            let result = self.flush_memtable(mem);
+            lock(&self.state).flushing.remove(&id);
+            if let Err(e) = result {
                 self.set_bg_error(e);
             }
+            self.bg_cv.notify_all();
             self.empty_graveyard();
         }
     }
@@ -67,14 +82,12 @@ impl Inner {
         }
     }
 
-    /// Writes the oldest frozen memtable as a level-0 table, records it in the manifest,
-    /// installs the new version, then releases the WAL segments it covered.
-    pub(crate) fn flush_oldest(&self) -> Result<()> {
-        let view = self.mems.view();
-        let Some(mem) = view.oldest_immutable().cloned() else {
-            return Ok(());
-        };
-        drop(view);
+    /// Writes `mem` (a frozen memtable claimed by this flush thread) as a level-0 table,
+    /// records it in the manifest, installs the new version, then releases the WAL
+    /// segments it covered. With several flush threads, tables are written in parallel
+    /// but installed oldest first, so the flushed sequence number only moves forward
+    /// over contiguous data.
+    pub(crate) fn flush_memtable(&self, mem: Arc<kv_memtable::Memtable>) -> Result<()> {
         let number = {
             let mut st = lock(&self.state);
             let n = st.next_file_number;
@@ -101,6 +114,19 @@ impl Inner {
         };
 
         let mut st = lock(&self.state);
+        while self.mems.view().oldest_immutable().map(|m| m.id()) != Some(mem.id()) {
+            if let Some(e) = &st.bg_error {
+                if let Some(f) = &file {
+                    let _ = self.fs.remove_file(&table_path(&self.path, f.number));
+                }
+                return Err(Error::Background(e.clone()));
+            }
+            st = self
+                .bg_cv
+                .wait_timeout(st, Duration::from_millis(50))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
         let flushed_seq = mem
             .max_seqno()
             .map_or(st.flushed_seq, |s| s.get())

@@ -42,6 +42,7 @@ pub struct Options {
     pub(crate) compaction_style: CompactionStyle,
     pub(crate) target_table_size: u64,
     pub(crate) compaction_threads: usize,
+    pub(crate) flush_threads: usize,
     pub(crate) l0_slowdown_files: usize,
     pub(crate) l0_stop_files: usize,
     pub(crate) slowdown_delay: Duration,
@@ -75,6 +76,7 @@ impl Default for Options {
             compaction_style: CompactionStyle::default(),
             target_table_size: 32 << 20,
             compaction_threads: 1,
+            flush_threads: 1,
             l0_slowdown_files: 20,
             l0_stop_files: 36,
             slowdown_delay: Duration::from_millis(1),
@@ -223,6 +225,13 @@ impl Options {
         self
     }
 
+    /// Background flush threads. Default 1; 1 to 8. With more than one, frozen
+    /// memtables are written to tables in parallel and installed oldest first.
+    pub fn flush_threads(mut self, n: usize) -> Self {
+        self.flush_threads = n;
+        self
+    }
+
     /// Level-0 table counts at which writes slow down (each waits `slowdown_delay`,
     /// default 1 ms) and stop until compaction catches up. Defaults 20 and 36.
     pub fn level0_backpressure(mut self, slowdown_files: usize, stop_files: usize) -> Self {
@@ -325,6 +334,12 @@ impl Options {
             return bad(format!(
                 "target_table_size {} is below 4096",
                 self.target_table_size
+            ));
+        }
+        if !(1..=8).contains(&self.flush_threads) {
+            return bad(format!(
+                "flush_threads {} is outside 1 ..= 8",
+                self.flush_threads
             ));
         }
         if self.compaction_threads > 16 {
@@ -462,6 +477,8 @@ impl DbBuilder {
         target_table_size(bytes: u64);
         /// See [`Options::compaction_threads`].
         compaction_threads(n: usize);
+        /// See [`Options::flush_threads`].
+        flush_threads(n: usize);
         /// See [`Options::level0_backpressure`].
         level0_backpressure(slowdown_files: usize, stop_files: usize);
         /// See [`Options::pending_compaction_limits`].

@@ -207,6 +207,7 @@ impl Db {
             shutting_down: false,
             running_compactions: 0,
             manual_compactions: 0,
+            flushing: Default::default(),
         };
         let sv = SuperVersion {
             mems: mems.view(),
@@ -250,11 +251,13 @@ impl Db {
                 .spawn(f)
                 .map_err(|e| Error::io(&inner.path, e))
         };
-        let flusher = inner.clone();
-        threads.push(spawn(
-            "kv-flush".into(),
-            Box::new(move || flusher.background_loop()),
-        )?);
+        for i in 0..inner.opts.flush_threads {
+            let flusher = inner.clone();
+            threads.push(spawn(
+                format!("kv-flush-{i}"),
+                Box::new(move || flusher.background_loop()),
+            )?);
+        }
         for i in 0..inner.compaction_threads {
             let worker = inner.clone();
             threads.push(spawn(

@@ -98,7 +98,9 @@ fn options(style: u8) -> Options {
     };
     Options::default()
         .memtable_size(1024)
-        .max_immutable_memtables(2)
+        .max_immutable_memtables(3)
+        // 1, 2 or 3 flush threads: parallel flushes must still install oldest first.
+        .flush_threads(1 + usize::from(style % 3))
         .block_size(64)
         .target_table_size(4096)
         .wal_segment_size(64 << 10)
