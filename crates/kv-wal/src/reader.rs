@@ -384,7 +384,7 @@ impl LogReader {
                 let d = SegDamage {
                     offset: 0,
                     resume_at: len,
-                    reason: format!("segment header cut off ({len} bytes)"),
+                    reason: format!("segment header cut off or never written ({len} bytes)"),
                     at: 0,
                     unsupported: false,
                 };

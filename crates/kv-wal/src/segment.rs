@@ -18,7 +18,8 @@ const HDR: u64 = FRAGMENT_HEADER_LEN as u64;
 #[derive(Debug)]
 pub(crate) enum HeaderState {
     Ok(SegmentHeader),
-    /// The file is shorter than a header (a segment whose creation was cut short).
+    /// The file is shorter than a header, or its header is all zeros: a segment whose
+    /// creation was cut short.
     Torn {
         len: u64,
     },
@@ -95,6 +96,12 @@ impl SegmentReader {
         r.file
             .read_exact_at(0, &mut h)
             .map_err(|e| Error::io(path, e))?;
+        if h.iter().all(|&b| b == 0) {
+            // A segment whose creation never completed (preallocated, header not yet
+            // written or not yet synced): like a cut-off header, it can hold nothing
+            // that was acknowledged, since appends start only after creation syncs.
+            return Ok((r, HeaderState::Torn { len: limit }));
+        }
         let state = match SegmentHeader::decode(&h) {
             Ok(hdr) if hdr.segment != number => HeaderState::Corrupt(format!(
                 "header names segment {} but the file is segment {number}",

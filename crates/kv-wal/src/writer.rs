@@ -177,6 +177,16 @@ pub(crate) fn create_segment(
 ) -> Result<(Box<dyn WritableFile>, PathBuf, u64)> {
     let path = segment_path(dir, number);
     let mut file = fs.create(&path).map_err(|e| Error::io(&path, e))?;
+    let header = SegmentHeader {
+        segment: number,
+        base_seq,
+    }
+    .encode();
+    // The header first, then the preallocation: a process killed in between leaves a
+    // file with a header (or a short file), not a zero-filled one. (A power cut can
+    // still leave zeros where the unsynced header was; the reader treats an all-zero
+    // header like a cut-off one.)
+    file.write_at(0, &header).map_err(|e| Error::io(&path, e))?;
     let mut len = SEGMENT_HEADER_LEN as u64;
     if opts.preallocate {
         match file.preallocate(opts.segment_size) {
@@ -187,12 +197,6 @@ pub(crate) fn create_segment(
             }
         }
     }
-    let header = SegmentHeader {
-        segment: number,
-        base_seq,
-    }
-    .encode();
-    file.write_at(0, &header).map_err(|e| Error::io(&path, e))?;
     file.sync_all().map_err(|e| Error::io(&path, e))?;
     fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok((file, path, len))

@@ -210,3 +210,57 @@ fn invalid_options_are_errors() {
         "{e}"
     );
 }
+
+/// Regression (found by `cargo xtask crash`): a process killed while creating a
+/// segment leaves a preallocated, zero-filled file with no header. That is a segment
+/// whose creation never completed, not damage: the log opens, keeps every batch, and
+/// sets the empty segment aside. The same zeros in a segment that is not the last are
+/// damage.
+#[test]
+fn a_zero_filled_last_segment_is_an_interrupted_creation() {
+    use kv_wal::{Batch, Wal, WalOptions};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        for i in 0..10u32 {
+            let mut b = Batch::new();
+            b.put(format!("k{i}"), "v");
+            wal.append(&b).unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let last = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| kv_wal::parse_segment_file_name(e.unwrap().file_name().to_str().unwrap()))
+        .max()
+        .unwrap();
+    let zeros = dir.path().join(kv_wal::segment_file_name(last + 1));
+    std::fs::write(&zeros, vec![0u8; 64 << 10]).unwrap();
+
+    let mut recovery = Wal::recover(dir.path(), WalOptions::default()).unwrap();
+    let batches = recovery
+        .by_ref()
+        .map(|b| b.unwrap().batch.len())
+        .sum::<usize>();
+    let (wal, _) = recovery.finish().unwrap();
+    assert_eq!(batches, 10);
+    assert_eq!(wal.next_seq(), 11);
+    drop(wal);
+    assert!(!zeros.exists(), "the empty segment was set aside");
+
+    // Zeros where a segment is followed by others are damage.
+    let (_, numbers): (Vec<_>, Vec<u64>) = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_str().unwrap().to_string();
+            kv_wal::parse_segment_file_name(&name).map(|n| (name, n))
+        })
+        .unzip();
+    let first = *numbers.iter().min().unwrap();
+    std::fs::write(
+        dir.path().join(kv_wal::segment_file_name(first)),
+        vec![0u8; 4096],
+    )
+    .unwrap();
+    assert!(Wal::open(dir.path(), WalOptions::default()).is_err());
+}
