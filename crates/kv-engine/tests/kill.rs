@@ -2,8 +2,8 @@
 //! random moments, 50 times; after each kill the database opens with every
 //! acknowledged write present and nothing else but a prefix of the writer's sequence.
 //!
-//! The child is this test binary re-run as `kill child_writer --exact` with
-//! `KV_KILL_CHILD` set; without that variable `child_writer` does nothing.
+//! The child is this test binary re-run as `kill child_writer --exact --ignored` with
+//! `KV_KILL_CHILD` set; `child_writer` is ignored in normal runs.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -33,10 +33,13 @@ fn value(n: u64) -> String {
 }
 
 /// The writer: continues the sequence after what the database holds, acknowledging
-/// each synced write on stdout; every third write is a 2-key batch.
+/// each synced write on stdout; every third write is a 2-key batch. Not a test of its
+/// own (ignored, so it is never counted as one): the parent runs it in a child process.
 #[test]
+#[ignore = "the child process of sigkill_loses_no_acknowledged_write, run by it"]
 fn child_writer() {
-    let Ok(dir) = std::env::var(ENV) else { return };
+    let dir = std::env::var(ENV)
+        .expect("run by sigkill_loses_no_acknowledged_write, which sets KV_KILL_CHILD");
     let db = Db::open(&dir, options()).unwrap();
     let mut n = db
         .iter()
@@ -68,16 +71,19 @@ fn single(n: u64) -> WriteBatch {
 
 #[test]
 fn sigkill_loses_no_acknowledged_write() {
-    if std::env::var(ENV).is_ok() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
     let mut acked_total: Option<u64> = None;
     for round in 0..50 {
         let mut child = Command::new(&exe)
-            .args(["child_writer", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_writer",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
