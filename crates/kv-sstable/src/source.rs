@@ -51,41 +51,24 @@ fn slice_read(bytes: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-impl ByteSource for Vec<u8> {
-    fn size(&self) -> u64 {
-        self.len() as u64
-    }
-    fn as_slice(&self) -> Option<&[u8]> {
-        Some(self)
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        slice_read(self, offset, buf)
-    }
+/// Bytes already in memory: blocks are borrowed from them without copying.
+macro_rules! in_memory_source {
+    ($($ty:ty),*) => {$(
+        impl ByteSource for $ty {
+            fn size(&self) -> u64 {
+                self.len() as u64
+            }
+            fn as_slice(&self) -> Option<&[u8]> {
+                Some(self)
+            }
+            fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+                slice_read(self, offset, buf)
+            }
+        }
+    )*};
 }
 
-impl ByteSource for Box<[u8]> {
-    fn size(&self) -> u64 {
-        self.len() as u64
-    }
-    fn as_slice(&self) -> Option<&[u8]> {
-        Some(self)
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        slice_read(self, offset, buf)
-    }
-}
-
-impl ByteSource for Arc<[u8]> {
-    fn size(&self) -> u64 {
-        self.len() as u64
-    }
-    fn as_slice(&self) -> Option<&[u8]> {
-        Some(self)
-    }
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        slice_read(self, offset, buf)
-    }
-}
+in_memory_source!(Vec<u8>, Box<[u8]>, Arc<[u8]>);
 
 /// A read-only memory map of a table file.
 ///
