@@ -46,6 +46,27 @@ impl WriteBatch {
         self
     }
 
+    /// Wraps a log batch (a replicated one), counting what it holds.
+    pub(crate) fn from_wal(inner: kv_wal::Batch) -> Self {
+        let mut b = WriteBatch {
+            inner,
+            ..WriteBatch::default()
+        };
+        for op in b.inner.iter() {
+            match op {
+                kv_wal::Op::Put { key, value } => {
+                    b.puts += 1;
+                    b.user_bytes += (key.len() + value.len()) as u64;
+                }
+                kv_wal::Op::Delete { key } => {
+                    b.deletes += 1;
+                    b.user_bytes += key.len() as u64;
+                }
+            }
+        }
+        b
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.inner.len()

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub closed: AtomicBool,
     /// Fast-path copy of `state.bg_error.is_some()`.
     pub bg_failed: AtomicBool,
+    /// User writes refused (a replica).
+    pub read_only: AtomicBool,
     pub _lock: Box<dyn FileLock>,
 }
 

@@ -78,6 +78,19 @@ pub enum Error {
     /// The database was closed.
     #[error("the database is closed")]
     Closed,
+    /// The database is read-only (a replica): only the primary's replicated batches
+    /// are applied to it. Nothing was written.
+    #[error("read-only replica: writes go to the primary")]
+    ReadOnly,
+    /// A replicated batch did not continue the sequence: it must start right after the
+    /// last applied sequence number. Nothing was written.
+    #[error("replicated batch starts at sequence {got}, but the next sequence is {expected}")]
+    SequenceGap {
+        /// The sequence number the database expects next.
+        expected: u64,
+        /// The first sequence number of the batch offered.
+        got: u64,
+    },
     /// A transaction could not commit because another commit (a transaction or a plain
     /// write) made after its snapshot changed something it read, a range it scanned or
     /// a key it writes, or because it is older than the conflict window still covers.

@@ -49,6 +49,7 @@ pub struct Options {
     pub(crate) pending_compaction_soft_bytes: u64,
     pub(crate) pending_compaction_hard_bytes: u64,
     pub(crate) txn_conflict_window_bytes: usize,
+    pub(crate) read_only: bool,
     /// A setter's argument that could not be stored (reported by `validate`).
     pub(crate) invalid: Option<String>,
 }
@@ -83,12 +84,24 @@ impl Default for Options {
             pending_compaction_soft_bytes: 64 << 30,
             pending_compaction_hard_bytes: 256 << 30,
             txn_conflict_window_bytes: 16 << 20,
+            read_only: false,
             invalid: None,
         }
     }
 }
 
 impl Options {
+    /// Opens the database read-only for its users: `put`, `delete`, `write` and
+    /// transaction commits fail with [`Error::ReadOnly`](crate::Error::ReadOnly), while
+    /// [`Db::apply_replicated`](crate::Db::apply_replicated) still applies a primary's
+    /// batches. This is how a replica runs; [`Db::set_read_only`](crate::Db::set_read_only)
+    /// changes it at run time (promotion). Background flushes and compactions run as
+    /// usual. Default off.
+    pub fn read_only(mut self, on: bool) -> Self {
+        self.read_only = on;
+        self
+    }
+
     /// Bytes of writes a memtable takes before it is frozen and flushed. Default 32 MiB;
     /// at least 1 KiB.
     pub fn memtable_size(mut self, bytes: usize) -> Self {
@@ -485,6 +498,8 @@ impl DbBuilder {
         pending_compaction_limits(soft_bytes: u64, hard_bytes: u64);
         /// See [`Options::transaction_conflict_window`].
         transaction_conflict_window(bytes: usize);
+        /// See [`Options::read_only`].
+        read_only(on: bool);
     }
 
     /// Opens (or creates) the database.

@@ -216,6 +216,7 @@ impl Db {
         let strategy = options.compaction_style.strategy();
         let compaction_threads = options.compaction_threads;
         let conflict_window = options.txn_conflict_window_bytes;
+        let read_only = options.read_only;
         let inner = Arc::new(Inner {
             path,
             opts: options,
@@ -238,6 +239,7 @@ impl Db {
             compaction_threads,
             pending_compaction_bytes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            read_only: AtomicBool::new(read_only),
             bg_failed: AtomicBool::new(false),
             _lock: lock,
         });

@@ -27,7 +27,22 @@ impl Inner {
     /// [`Inner::write`] with `admit` run while the batch is being numbered (under the
     /// WAL's numbering lock, in sequence order): an error from it fails the write with
     /// nothing written. Transactions validate there.
+    ///
+    /// Fails with [`Error::ReadOnly`] on a read-only database (a replica).
     pub(crate) fn write_with(
+        &self,
+        batch: &WriteBatch,
+        opts: WriteOptions,
+        admit: impl FnOnce(SeqRange) -> Result<()>,
+    ) -> Result<SeqNo> {
+        if self.read_only.load(Ordering::Acquire) {
+            return Err(Error::ReadOnly);
+        }
+        self.commit_batch(batch, opts, admit)
+    }
+
+    /// The write path itself, for user writes and replicated batches alike.
+    pub(crate) fn commit_batch(
         &self,
         batch: &WriteBatch,
         opts: WriteOptions,

@@ -1,7 +1,27 @@
 //! `kv-replication`: WAL shipping from a kv primary to read-only replicas.
 //!
-//! **Not built yet.** This crate will hold the primary's WAL observer and bounded tail,
-//! compressed (zstd or snappy) checksummed batches, the wire protocol and TCP
-//! transport, the replica's state machine, and bootstrap from a checkpoint. Until then
-//! it has no public API, on purpose: nothing here pretends to work.
+//! (Work in progress in this commit: the building blocks: codecs, wire batches, the
+//! framed protocol, histories, transports and the replica state machine.)
 #![warn(missing_docs)]
+
+mod codec;
+mod error;
+mod history;
+mod protocol;
+mod state;
+mod transport;
+mod wire_batch;
+
+pub use codec::Codec;
+pub use error::{Error, Result};
+pub use history::{History, HistoryEntry, MAX_HISTORY_ENTRIES, NodeState, STATE_FILE, random_id};
+pub use protocol::{
+    DEFAULT_MAX_FRAME, ErrorCode, FRAME_HEADER_LEN, FileMeta, FrameReader, FrameWriter, Hello,
+    Message, PROTOCOL_VERSION, Welcome, decode_frame, encode_frame,
+};
+pub use state::{Event, Machine, State, TRANSITIONS, next};
+pub use transport::{
+    Connector, Listener, MemConnector, MemListener, MemStream, Stream, TcpConnector, TcpListener,
+    mem_network, mem_pipe,
+};
+pub use wire_batch::{WireBatch, WireBatchBuilder};

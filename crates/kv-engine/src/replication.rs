@@ -1,0 +1,154 @@
+//! The engine's side of replication (the protocol lives in `kv-replication`): a
+//! read-only mode for replicas, applying a primary's batches at the primary's sequence
+//! numbers, and a view of the write-ahead log for shipping it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kv_iter::SeqNo;
+use kv_wal::{Observer, ObserverId, RetentionPin, TailCursor, Wal};
+
+use crate::{Db, Error, Result, WriteBatch, WriteOptions};
+
+impl Db {
+    /// Makes user writes fail with [`Error::ReadOnly`] (`on`) or accepts them again
+    /// (`off`, as when a replica is promoted to primary). Writes already past the check
+    /// complete. [`Db::apply_replicated`] is not affected.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.set_read_only(true);
+    /// assert!(matches!(db.put("k", "v"), Err(kv_engine::Error::ReadOnly)));
+    /// db.set_read_only(false);
+    /// db.put("k", "v")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_read_only(&self, on: bool) {
+        self.inner.read_only.store(on, Ordering::Release);
+    }
+
+    /// Whether user writes are refused (see [`Options::read_only`](crate::Options::read_only)).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only.load(Ordering::Acquire)
+    }
+
+    /// Applies a batch replicated from a primary, numbered as the primary numbered it:
+    /// `first_seq` must be exactly [`Db::last_seq`] + 1, otherwise nothing is written
+    /// and the error is [`Error::SequenceGap`]. The batch goes through the normal write
+    /// path (WAL, memtable, in-order publication), so the database's own log keeps the
+    /// primary's sequence numbers and the applied position survives a crash together
+    /// with the data. Works on a read-only database. An empty batch writes nothing.
+    ///
+    /// ```
+    /// use kv_engine::{Db, Options, WriteOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let replica = Db::open(dir.path(), Options::default().read_only(true))?;
+    /// let mut batch = kv_wal::Batch::new();
+    /// batch.put("k", "v");
+    /// let last = replica.apply_replicated(1, batch.clone(), WriteOptions::default())?;
+    /// assert_eq!(last.get(), 1);
+    /// // Applying it again (or skipping ahead) is refused, with nothing written.
+    /// assert!(matches!(
+    ///     replica.apply_replicated(1, batch, WriteOptions::default()),
+    ///     Err(kv_engine::Error::SequenceGap { expected: 2, got: 1 })
+    /// ));
+    /// assert_eq!(replica.get("k")?.as_deref(), Some(&b"v"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn apply_replicated(
+        &self,
+        first_seq: u64,
+        batch: kv_wal::Batch,
+        opts: WriteOptions,
+    ) -> Result<SeqNo> {
+        let batch = WriteBatch::from_wal(batch);
+        let inner = &self.inner;
+        inner.commit_batch(&batch, opts, |seqs| {
+            if seqs.first != first_seq {
+                return Err(Error::SequenceGap {
+                    expected: seqs.first,
+                    got: first_seq,
+                });
+            }
+            // Recorded like any commit, for transactions run after a promotion.
+            let keys = batch.inner.iter().map(|op| op.key());
+            inner.conflicts.record(seqs, keys, inner.visible_seq());
+            Ok(())
+        })
+    }
+
+    /// A view of the write-ahead log, for shipping it to replicas.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// let mut cursor = db.wal().read_from(1)?;
+    /// let kv_wal::Tail::Batch(b) = cursor.next()? else { panic!("expected a batch") };
+    /// assert_eq!(b.seqs.first, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wal(&self) -> WalView<'_> {
+        WalView {
+            wal: &self.inner.wal,
+        }
+    }
+}
+
+/// Read access to a database's write-ahead log, from [`Db::wal`]: tail it, pin it
+/// against release, observe appends and syncs. Appending is not offered: every write
+/// goes through the database.
+#[derive(Debug, Clone, Copy)]
+pub struct WalView<'a> {
+    wal: &'a Wal,
+}
+
+impl WalView<'_> {
+    /// A cursor over batches from `seq` on (see [`Wal::read_from`]).
+    pub fn read_from(&self, seq: u64) -> Result<TailCursor> {
+        Ok(self.wal.read_from(seq)?)
+    }
+
+    /// Holds back the release of log segments with sequence numbers `>= seq` while the
+    /// pin lives (see [`Wal::pin`]). Flushes release segments only below every pin.
+    pub fn pin(&self, seq: u64) -> RetentionPin {
+        self.wal.pin(seq)
+    }
+
+    /// Registers an observer of appends and syncs (see [`Wal::register_observer`]).
+    pub fn register_observer(&self, observer: Arc<dyn Observer>) -> Result<ObserverId> {
+        Ok(self.wal.register_observer(observer)?)
+    }
+
+    /// Unregisters an observer; false if it was not registered.
+    pub fn unregister_observer(&self, id: ObserverId) -> bool {
+        self.wal.unregister_observer(id)
+    }
+
+    /// Every batch up to this sequence number is durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.wal.durable_seq()
+    }
+
+    /// The last sequence number appended to the log.
+    pub fn last_seq(&self) -> u64 {
+        self.wal.last_seq()
+    }
+
+    /// The oldest sequence number [`read_from`](Self::read_from) can still start at.
+    pub fn oldest_retained_seq(&self) -> u64 {
+        self.wal.oldest_retained_seq()
+    }
+
+    /// Makes everything appended so far durable (one fsync, shared with concurrent
+    /// syncs).
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.wal.sync()?)
+    }
+
+    /// Makes everything up to `seq` durable.
+    pub fn sync_up_to(&self, seq: u64) -> Result<()> {
+        Ok(self.wal.sync_up_to(seq)?)
+    }
+}
