@@ -91,6 +91,22 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The file system these options select: the one given to [`Options::fs`], or
+    /// the real one.
+    pub fn file_system(&self) -> Arc<dyn Fs> {
+        self.fs.clone().unwrap_or_else(|| Arc::new(kv_wal::OsFs))
+    }
+
+    /// The WAL limits these options imply (key, value and batch sizes): what a batch
+    /// must satisfy to be written.
+    pub fn wal_limits(&self) -> kv_wal::Limits {
+        kv_wal::Limits {
+            max_key_len: self.max_key_len,
+            max_value_len: self.max_value_len,
+            max_batch_len: self.max_batch_len,
+        }
+    }
+
     /// Opens the database read-only for its users: `put`, `delete`, `write` and
     /// transaction commits fail with [`Error::ReadOnly`](crate::Error::ReadOnly), while
     /// [`Db::apply_replicated`](crate::Db::apply_replicated) still applies a primary's

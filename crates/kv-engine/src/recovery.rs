@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use kv_iter::{SeqNo, ValueKind};
 use kv_memtable::{MemtableSet, MemtableSetOptions};
 use kv_sstable::BlockCache;
-use kv_wal::{Limits, Op, OsFs, RecoveryMode, Wal, WalOptions};
+use kv_wal::{Op, RecoveryMode, Wal, WalOptions};
 
 use crate::db::{Inner, State, SuperVersion};
 use crate::filename::{self, CURRENT, FileKind, LOCK, WAL_DIR};
@@ -41,7 +41,7 @@ impl Db {
         options.validate()?;
         let path = path.as_ref().to_path_buf();
         let mmap = options.fs.is_none() && options.use_mmap;
-        let fs = options.fs.clone().unwrap_or_else(|| Arc::new(OsFs));
+        let fs = options.file_system();
         fs.create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         let lock_path = path.join(LOCK);
         let lock = fs.lock(&lock_path).map_err(|e| {
@@ -115,11 +115,7 @@ impl Db {
             .fs(fs.clone())
             .sync_policy(options.sync_policy)
             .segment_size(options.wal_segment_size)
-            .limits(Limits {
-                max_key_len: options.max_key_len,
-                max_value_len: options.max_value_len,
-                max_batch_len: options.max_batch_len,
-            })
+            .limits(options.wal_limits())
             .initial_seq(state.last_seq + 1)
             .lock_dir(false)
             .recovery_mode(if options.paranoid_checks {

@@ -78,6 +78,13 @@ impl Db {
         })
     }
 
+    /// The file system the database runs on (the one from
+    /// [`Options::fs`](crate::Options::fs), or the real one): replication reads
+    /// checkpoints and writes its state files through it.
+    pub fn fs(&self) -> Arc<dyn kv_wal::Fs> {
+        Arc::clone(&self.inner.fs)
+    }
+
     /// A view of the write-ahead log, for shipping it to replicas.
     ///
     /// ```

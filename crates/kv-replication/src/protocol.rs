@@ -237,7 +237,8 @@ fn decode_payload(payload: &[u8], crc: u32) -> std::result::Result<Message, Stri
 }
 
 /// Reads frames from a byte stream, counting the bytes read so errors can name the
-/// offset.
+/// offset. Resumable: a read that times out keeps what it already received, and the
+/// next call continues the same frame.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     inner: R,
@@ -245,6 +246,7 @@ pub struct FrameReader<R> {
     offset: u64,
     max_frame: usize,
     buf: Vec<u8>,
+    filled: usize,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -256,32 +258,64 @@ impl<R: Read> FrameReader<R> {
             offset: 0,
             max_frame,
             buf: Vec::new(),
+            filled: 0,
         }
     }
 
-    /// Bytes consumed so far.
+    /// Bytes of whole frames consumed so far.
     pub fn offset(&self) -> u64 {
         self.offset
     }
 
+    /// The peer's name.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
     /// The next message. A timeout of the underlying stream surfaces as an
-    /// [`Error::Io`] whose kind is `WouldBlock` or `TimedOut`; a frame cut short by the
-    /// stream's end is `UnexpectedEof`. A timeout in the middle of a frame is an error
-    /// too (the stream is then out of step and must be dropped).
+    /// [`Error::Io`] whose kind is `WouldBlock` or `TimedOut`, and the part of a frame
+    /// received so far is kept for the next call; a stream that ends before a whole
+    /// frame is `UnexpectedEof`; damage is [`Error::Protocol`] naming the peer and the
+    /// offset of the frame.
     pub fn read(&mut self) -> Result<Message> {
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        self.inner
-            .read_exact(&mut header)
-            .map_err(|e| Error::io(&self.peer, e))?;
-        let (len, crc) = parse_header(&header, self.max_frame).map_err(|d| self.protocol(d))?;
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        self.inner
-            .read_exact(&mut self.buf)
-            .map_err(|e| Error::io(&self.peer, e))?;
-        let msg = decode_payload(&self.buf, crc).map_err(|d| self.protocol(d))?;
+        self.fill_to(FRAME_HEADER_LEN)?;
+        let (len, crc) = parse_header(
+            self.buf.get(..FRAME_HEADER_LEN).unwrap_or_default(),
+            self.max_frame,
+        )
+        .map_err(|d| self.protocol(d))?;
+        self.fill_to(FRAME_HEADER_LEN + len)?;
+        let payload = self
+            .buf
+            .get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len)
+            .unwrap_or_default();
+        let msg = decode_payload(payload, crc).map_err(|d| self.protocol(d))?;
         self.offset += (FRAME_HEADER_LEN + len) as u64;
+        self.filled = 0;
         Ok(msg)
+    }
+
+    fn fill_to(&mut self, n: usize) -> Result<()> {
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.filled < n {
+            let Some(dst) = self.buf.get_mut(self.filled..n) else {
+                break;
+            };
+            match self.inner.read(dst) {
+                Ok(0) => {
+                    return Err(Error::io(
+                        &self.peer,
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "stream ended"),
+                    ));
+                }
+                Ok(k) => self.filled += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.peer, e)),
+            }
+        }
+        Ok(())
     }
 
     fn protocol(&self, detail: String) -> Error {
@@ -291,6 +325,12 @@ impl<R: Read> FrameReader<R> {
             detail,
         }
     }
+}
+
+/// True if `e` is a read timeout (the stream is still usable).
+pub fn is_timeout(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. }
+        if matches!(source.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
 }
 
 /// Writes frames to a byte stream.
