@@ -1,0 +1,133 @@
+//! Shared helpers of the replication integration tests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_engine::{Db, Options};
+use kv_replication::{PrimaryOptions, ReplicaOptions};
+
+/// Options that make a small workload flush, rotate the WAL and compact often.
+pub(crate) fn busy_options() -> Options {
+    Options::default()
+        .memtable_size(64 << 10)
+        .wal_segment_size(64 << 10)
+        .target_table_size(64 << 10)
+        .block_cache_bytes(1 << 20)
+}
+
+/// A digest of every live key and value, and how many there are.
+pub(crate) fn digest(db: &Db) -> (u64, u64) {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut n = 0;
+    for kv in db.iter() {
+        let (k, v) = kv.expect("scan");
+        h.update(&(k.len() as u64).to_le_bytes());
+        h.update(&k);
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(&v);
+        n += 1;
+    }
+    (n, h.digest())
+}
+
+/// Primary options with quick heartbeats (tests wait less).
+pub(crate) fn primary_options() -> PrimaryOptions {
+    PrimaryOptions {
+        heartbeat: Duration::from_millis(50),
+        session_timeout: Duration::from_secs(2),
+        ..PrimaryOptions::default()
+    }
+}
+
+/// Replica options with quick heartbeats and backoff.
+pub(crate) fn replica_options() -> ReplicaOptions {
+    ReplicaOptions {
+        heartbeat: Duration::from_millis(50),
+        session_timeout: Duration::from_secs(2),
+        backoff_min: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(200),
+        db: busy_options(),
+        ..ReplicaOptions::default()
+    }
+}
+
+/// A deterministic xorshift generator.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A value of a realistic mix: some text-like (compressible), some random.
+pub(crate) fn value(rng: &mut Rng, len: usize) -> Vec<u8> {
+    if rng.below(2) == 0 {
+        let words: [&[u8]; 6] = [
+            b"alpha ",
+            b"user:",
+            b"status=ok ",
+            b"2026-11-21 ",
+            b"{\"id\":",
+            b"} ",
+        ];
+        let mut v = Vec::with_capacity(len);
+        while v.len() < len {
+            v.extend_from_slice(words[rng.below(6) as usize]);
+            v.extend_from_slice(rng.below(100_000).to_string().as_bytes());
+        }
+        v.truncate(len);
+        v
+    } else {
+        (0..len).map(|_| rng.next() as u8).collect()
+    }
+}
+
+/// Writes random batches (puts and some deletes) from `threads` threads for `dur`;
+/// flushes and compacts now and then. Returns the number of batches.
+pub(crate) fn write_load(db: &Arc<Db>, threads: usize, dur: Duration, seed: u64) -> u64 {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut hs = Vec::new();
+    for t in 0..threads {
+        let db = Arc::clone(db);
+        let stop = Arc::clone(&stop);
+        hs.push(std::thread::spawn(move || {
+            let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut b = kv_engine::WriteBatch::new();
+                for _ in 0..1 + rng.below(8) {
+                    let key = format!("key{:05}", rng.below(3000));
+                    if rng.below(10) == 0 {
+                        b.delete(key);
+                    } else {
+                        let len = 20 + rng.below(200) as usize;
+                        b.put(key, value(&mut rng, len));
+                    }
+                }
+                db.write(&b, kv_engine::WriteOptions::default())
+                    .expect("write");
+                n += 1;
+                if t == 0 && n % 500 == 0 {
+                    db.flush().expect("flush");
+                }
+                if t == 0 && n % 2000 == 0 {
+                    db.compact_range::<&[u8], _>(..).expect("compact");
+                }
+            }
+            n
+        }));
+    }
+    std::thread::sleep(dur);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hs.into_iter().map(|h| h.join().expect("writer")).sum()
+}
