@@ -960,6 +960,7 @@ fn send_loop(
         if builder.entries() > 0 {
             let deadline = *linger_until.get_or_insert(now + opts.linger);
             if full || now >= deadline || opts.linger.is_zero() {
+                let entries = builder.entries() as u64;
                 if let Some(wire) = builder.finish()? {
                     let (ops, raw, packed) = (
                         wire.last_seq - wire.first_seq + 1,
@@ -976,6 +977,7 @@ fn send_loop(
                     })?;
                     let c = &sh.counters;
                     add(&c.batches_sent, 1);
+                    add(&c.entries_sent, entries);
                     add(&c.ops_sent, ops);
                     add(&c.raw_bytes_sent, raw);
                     add(&c.wire_bytes_sent, packed);
