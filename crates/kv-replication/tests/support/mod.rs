@@ -117,10 +117,10 @@ pub(crate) fn write_load(db: &Arc<Db>, threads: usize, dur: Duration, seed: u64)
                 db.write(&b, kv_engine::WriteOptions::default())
                     .expect("write");
                 n += 1;
-                if t == 0 && n % 500 == 0 {
+                if t == 0 && n.is_multiple_of(500) {
                     db.flush().expect("flush");
                 }
-                if t == 0 && n % 2000 == 0 {
+                if t == 0 && n.is_multiple_of(2000) {
                     db.compact_range::<&[u8], _>(..).expect("compact");
                 }
             }
