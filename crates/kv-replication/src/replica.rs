@@ -350,10 +350,10 @@ impl Replica {
         }
     }
 
-    /// Stops following (the database stays as it is).
-    pub fn stop(mut self) -> Result<()> {
+    /// Stops following (the database stays as it is) and returns the final counters.
+    pub fn stop(mut self) -> Result<ReplicaStats> {
         self.halt();
-        Ok(())
+        Ok(self.stats())
     }
 
     fn halt(&mut self) {
@@ -471,7 +471,7 @@ impl Worker {
 
     fn run(mut self) {
         loop {
-            if self.sh.stop.load(Ordering::Acquire) && self.m.state() != State::Stopped {
+            if self.stopping() {
                 self.fire(Event::Stop);
             }
             self.collect_retired();
@@ -484,10 +484,10 @@ impl Worker {
                 State::FsyncPending => self.fsync(),
                 State::Acknowledging => self.acknowledge(),
                 State::Error => {
-                    if let Some(c) = self.conn.take() {
-                        c.writer_shutdown();
+                    self.conn = None;
+                    if let Some(s) = relock(&self.sh.stream).take() {
+                        s.shutdown();
                     }
-                    *relock(&self.sh.stream) = None;
                     self.batch = None;
                     self.bootstrap = None;
                     self.nacked = None;
@@ -495,14 +495,17 @@ impl Worker {
                 }
                 State::Backoff => {
                     self.sleep_backoff();
+                    if self.stopping() {
+                        continue; // woken by the stop: taken at the top of the loop
+                    }
                     Ok(Event::BackoffElapsed)
                 }
             };
             match step {
                 Ok(e) => self.fire(e),
                 Err(e) => {
-                    if self.sh.stop.load(Ordering::Acquire) {
-                        continue;
+                    if self.stopping() {
+                        continue; // stopped at the top of the loop
                     }
                     tracing::info!(error = %e, state = ?self.m.state(), "replication failed; will reconnect");
                     {
@@ -514,10 +517,17 @@ impl Worker {
                 }
             }
         }
-        if let Some(c) = self.conn.take() {
-            c.writer_shutdown();
+        self.conn = None;
+        if let Some(s) = relock(&self.sh.stream).take() {
+            s.shutdown();
         }
         self.retired.clear();
+    }
+
+    /// A stop was requested and the current state can take it.
+    fn stopping(&self) -> bool {
+        self.sh.stop.load(Ordering::Acquire)
+            && crate::state::next(self.m.state(), Event::Stop).is_some()
     }
 
     fn sleep_backoff(&mut self) {
@@ -622,7 +632,9 @@ impl Worker {
             conn.writer.send(&Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 replica_id: node.node_id,
-                applied_seq: self.db().last_seq().get(),
+                // What it holds durably: anything applied beyond (a failed fsync) is
+                // sent again and skipped as a duplicate.
+                applied_seq: self.db().wal().durable_seq(),
                 codecs: opts.codecs.clone(),
                 history: node.history,
             }))?;
@@ -630,7 +642,7 @@ impl Worker {
         }
         match self.read(opts.handshake_timeout)? {
             Message::Welcome(w) => {
-                let applied = self.db().last_seq().get();
+                let applied = self.db().wal().durable_seq();
                 let peer = self.conn()?.peer.clone();
                 if w.start_seq != applied + 1 {
                     return Err(protocol(
@@ -1018,12 +1030,6 @@ impl Worker {
         self.update_lag();
         self.sh.progress.notify_all();
         Ok(Event::AckSent)
-    }
-}
-
-impl Conn {
-    fn writer_shutdown(self) {
-        drop(self);
     }
 }
 

@@ -182,6 +182,18 @@ pub struct MemStream {
     tx: Arc<Pipe>,
     timeout: Arc<Mutex<Option<Duration>>>,
     name: String,
+    /// Shared by this end's handles: the last one dropped closes the stream, as
+    /// closing a socket's last descriptor does.
+    handles: Arc<()>,
+}
+
+impl Drop for MemStream {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.handles) == 1 {
+            self.rx.close();
+            self.tx.close();
+        }
+    }
 }
 
 /// Two connected in-memory stream ends.
@@ -202,12 +214,14 @@ pub fn mem_pipe(a_name: &str, b_name: &str) -> (MemStream, MemStream) {
         tx: ab.clone(),
         timeout: Arc::default(),
         name: b_name.to_string(),
+        handles: Arc::default(),
     };
     let b = MemStream {
         rx: ab,
         tx: ba,
         timeout: Arc::default(),
         name: a_name.to_string(),
+        handles: Arc::default(),
     };
     (a, b)
 }
@@ -380,6 +394,24 @@ mod tests {
         });
         assert_eq!(b.read(&mut buf).unwrap(), 0);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn dropping_the_last_handle_closes_the_stream() {
+        let (a, mut b) = mem_pipe("a", "b");
+        let a2 = a.clone();
+        drop(a);
+        let mut w: Box<dyn Stream> = Box::new(a2);
+        w.write_all(b"x").unwrap();
+        drop(w);
+        let mut buf = [0u8; 2];
+        assert_eq!(
+            b.read(&mut buf).unwrap(),
+            1,
+            "data written before the close arrives"
+        );
+        assert_eq!(b.read(&mut buf).unwrap(), 0, "then end of stream");
+        assert!(b.write(b"y").is_err(), "the other way is closed too");
     }
 
     #[test]
