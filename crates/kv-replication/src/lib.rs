@@ -22,7 +22,9 @@ pub use protocol::{
     DEFAULT_MAX_FRAME, ErrorCode, FRAME_HEADER_LEN, FileMeta, FrameReader, FrameWriter, Hello,
     Message, PROTOCOL_VERSION, Welcome, decode_frame, encode_frame, is_timeout,
 };
-pub use replica::{ACTIVE_FILE, Replica, ReplicaOptions, ReplicaStats, active_db_dir};
+pub use replica::{
+    ACTIVE_FILE, Replica, ReplicaOptions, ReplicaStats, active_db_dir, promote_stopped,
+};
 pub use state::{Event, Machine, State, TRANSITIONS, next};
 pub use transport::{
     Connector, Listener, MemConnector, MemListener, MemStream, Stream, TcpConnector, TcpListener,

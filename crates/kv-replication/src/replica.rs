@@ -153,6 +153,34 @@ impl std::fmt::Debug for Replica {
     }
 }
 
+/// Promotes a stopped replica's data in `root` (no [`Replica`] running on it): starts
+/// a new history at the next sequence number, durably, exactly as
+/// [`Replica::promote`] does, and returns the database directory, which can then be
+/// opened writable and served with [`Primary::start`](crate::Primary::start).
+pub fn promote_stopped(root: &Path, db_options: &Options) -> Result<PathBuf> {
+    let fs = db_options.file_system();
+    let dir = active_db_dir(&*fs, root)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{} is not a replica (no {ACTIVE_FILE})",
+            root.display()
+        ))
+    })?;
+    let db = Db::open(&dir, db_options.clone().read_only(true))?;
+    let next = db.last_seq().get() + 1;
+    db.close()?;
+    let mut node = NodeState::load(&*fs, &dir)?.unwrap_or(NodeState {
+        node_id: random_id(),
+        history: History::default(),
+    });
+    node.history = node
+        .history
+        .extended(random_id(), next)
+        .map_err(Error::InvalidArgument)?;
+    node.store(&*fs, &dir)?;
+    tracing::info!(seq = next, dir = %dir.display(), "replica promoted to primary");
+    Ok(dir)
+}
+
 /// The live database directory under a replica's root (what `ACTIVE` names), or
 /// `None` if `root` is not a replica's.
 pub fn active_db_dir(fs: &dyn Fs, root: &Path) -> Result<Option<PathBuf>> {

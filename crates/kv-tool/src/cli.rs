@@ -86,11 +86,58 @@ pub(crate) enum Command {
     /// Run the crash-test workload (for `cargo xtask crash`): writer threads that log
     /// every operation before it starts and when it is acknowledged, until killed.
     Stress(crate::stress::StressArgs),
+    /// Serve the database (--db) to replicas as a primary, until killed. Write
+    /// commands read from stdin ("put KEY VALUE" / "delete KEY", one write per line)
+    /// are applied through the primary (waiting for replicas with --semi-sync) and
+    /// answered "ok SEQ"; status lines go to stderr.
+    Serve(ServeArgs),
+    /// Follow a primary as a read-only replica kept in DIR (--db), until killed; status
+    /// lines go to stdout.
+    Follow(FollowArgs),
     /// Print a WAL segment, a table or a manifest in human-readable form.
     Dump {
         #[command(subcommand)]
         what: DumpCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (host:port; port 0 picks one, printed as "listening ADDR").
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// The directory is a stopped replica's: promote it (start a new history) and serve
+    /// it.
+    #[arg(long)]
+    pub promote: bool,
+    /// Writes wait for this many replicas to acknowledge them (semi-sync).
+    #[arg(long, value_name = "K")]
+    pub semi_sync: Option<usize>,
+    /// How long a semi-sync write waits, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub semi_sync_timeout_ms: u64,
+    /// On a semi-sync timeout: fail the write, or degrade to asynchronous replication.
+    #[arg(long, value_name = "WHAT", default_value = "fail", value_parser = ["fail", "degrade"])]
+    pub on_timeout: String,
+    /// Codecs allowed, comma-separated (zstd, snappy, none).
+    #[arg(long, value_name = "LIST", default_value = "zstd,snappy,none")]
+    pub codecs: String,
+    /// Print a status line every N seconds (0: never).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub status_every: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FollowArgs {
+    /// The primary's address (host:port).
+    #[arg(long, value_name = "ADDR")]
+    pub primary: String,
+    /// Codecs accepted, most preferred first, comma-separated (zstd, snappy, none).
+    #[arg(long, value_name = "LIST", default_value = "zstd,snappy,none")]
+    pub codecs: String,
+    /// Print a status line every N milliseconds (0: never).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub status_every_ms: u64,
 }
 
 #[derive(Debug, Args)]

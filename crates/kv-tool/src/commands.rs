@@ -91,6 +91,8 @@ fn dispatch(cli: Cli, out: &mut Out) -> CliResult {
         }
         Command::Verify => verify(&db_dir()?, out),
         Command::Stress(args) => crate::stress::run(&db_dir()?, &args),
+        Command::Serve(args) => crate::replication::serve(&db_dir()?, &args, enc, out),
+        Command::Follow(args) => crate::replication::follow(&db_dir()?, &args, out),
     }
 }
 
@@ -105,6 +107,10 @@ fn write_options(sync: bool) -> WriteOptions {
 /// Opens the database in `dir`. Only commands that write may create one; the others
 /// refuse a directory without a database (instead of creating an empty one there).
 pub(crate) fn open(dir: &Path, create: bool) -> CliResult<Db> {
+    // A replica's directory: its live data set, read-only (writes go to the primary).
+    if let Some(active) = kv_replication::active_db_dir(&kv_wal::OsFs, dir)? {
+        return Ok(Db::open(active, Options::default().read_only(true))?);
+    }
     if !create && !dir.join("CURRENT").is_file() {
         return Err(CliError::data(format!(
             "no database in {} (no CURRENT file)",

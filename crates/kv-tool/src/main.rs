@@ -3,7 +3,8 @@
 //! `kv bench` runs db_bench-style workloads; `get`, `put`, `delete`, `scan`, `batch`,
 //! `stats`, `compact` and `checkpoint` work on a database directory; `verify` checks
 //! every checksum of every file and `dump` prints a WAL segment, a table or a manifest;
-//! `stress` is the workload of the crash test (`cargo xtask crash`).
+//! `stress` is the workload of the crash test (`cargo xtask crash`); `serve` and
+//! `follow` run a replication primary and replica.
 //! See the crate README for every command and the batch input format.
 //!
 //! Exit status: 0 on success, 1 for a data error (damage found, a key not found, a
@@ -18,6 +19,7 @@ mod error;
 mod escape;
 mod histogram;
 mod output;
+mod replication;
 mod stress;
 
 use std::process::ExitCode;
