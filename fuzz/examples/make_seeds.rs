@@ -1,13 +1,15 @@
 //! Writes the committed seed corpora of the byte-input fuzz targets from real files
 //! made by the libraries: tables (three codecs, and one written by the engine), block
-//! contents, WAL segments, manifests and manifest records. Run it after a format change:
+//! contents, WAL segments, manifests and manifest records, replication frames (every
+//! message) and wire batches (every codec). Run it after a format change:
 //!
 //! ```text
 //! cargo +nightly run --manifest-path fuzz/Cargo.toml --example make_seeds
 //! ```
 //!
-//! The seeds of the structured targets (operation sequences decoded with `arbitrary`)
-//! are small inputs picked from fuzzing runs instead.
+//! The seeds of the structured targets (operation sequences decoded with `arbitrary`,
+//! and `repl_batch`'s built-batch modes 2 and 3) are small inputs picked from fuzzing
+//! runs instead.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +17,10 @@ use std::sync::Arc;
 use kv_engine::inspect::ManifestEdit;
 use kv_engine::{Db, Options, WriteBatch, WriteOptions};
 use kv_iter::{InternalKey, SeqNo, ValueKind};
+use kv_replication::{
+    Codec, ErrorCode, FileMeta, Hello, History, Message, PROTOCOL_VERSION, Welcome, WireBatch,
+    WireBatchBuilder, encode_frame,
+};
 use kv_sstable::block::BlockBuilder;
 use kv_sstable::{Compression, TableBuilder, TableOptions};
 use kv_wal::{Batch, FaultFs, Fs, Wal, WalOptions};
@@ -211,9 +217,180 @@ fn manifests() {
     );
 }
 
+/// Batches as a primary ships them: read back from a log, so stamped with their first
+/// sequence numbers.
+fn logged_batches() -> Vec<(u64, Batch)> {
+    let fs = FaultFs::new(0);
+    let opts = WalOptions::default().fs(Arc::new(fs)).initial_seq(100);
+    let wal = Wal::open(Path::new("/seed"), opts).expect("wal");
+    for i in 0..5u8 {
+        let mut b = Batch::new();
+        b.put(format!("user{i:04}"), format!("profile {i} ").repeat(8));
+        if i % 2 == 1 {
+            b.delete(format!("user{:04}", i - 1));
+        }
+        wal.append(&b).expect("append");
+    }
+    let mut cursor = wal.read_from(100).expect("read_from");
+    let mut out = Vec::new();
+    while let kv_wal::Tail::Batch(b) = cursor.next().expect("next") {
+        out.push((b.seqs.first, b.batch));
+    }
+    out
+}
+
+fn wire_batch(codec: Codec, batches: &[(u64, Batch)]) -> WireBatch {
+    let mut builder = WireBatchBuilder::new(codec);
+    for (first, b) in batches {
+        builder.push(b, *first).expect("push");
+    }
+    builder.finish().expect("finish").expect("not empty")
+}
+
+fn repl_frames() {
+    let history = History::new_root(0x5EED_0001)
+        .extended(0x5EED_0002, 120)
+        .expect("history");
+    let batches = logged_batches();
+    let files = vec![
+        FileMeta {
+            name: "MANIFEST-000003".into(),
+            len: 1234,
+            checksum: 0x0123_4567_89AB_CDEF,
+        },
+        FileMeta {
+            name: "000007.sst".into(),
+            len: 65536,
+            checksum: 42,
+        },
+    ];
+    let messages = [
+        (
+            "hello",
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                replica_id: 0xABCD,
+                applied_seq: 104,
+                codecs: Codec::ALL.to_vec(),
+                history: history.clone(),
+            }),
+        ),
+        (
+            "welcome",
+            Message::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                primary_id: 0x1234,
+                history: history.clone(),
+                start_seq: 105,
+                codec: Codec::Snappy,
+                durable_seq: 300,
+            }),
+        ),
+        (
+            "bootstrap-begin",
+            Message::BootstrapBegin {
+                checkpoint_seq: 250,
+                reason: "seq 105 is no longer in the log".into(),
+                history: history.clone(),
+                files,
+            },
+        ),
+        (
+            "bootstrap-chunk",
+            Message::BootstrapChunk {
+                file: 1,
+                offset: 4096,
+                data: b"table bytes".repeat(20),
+            },
+        ),
+        ("bootstrap-end", Message::BootstrapEnd),
+        (
+            "batch-zstd",
+            Message::Batch {
+                durable_seq: 300,
+                batch: wire_batch(Codec::Zstd, &batches),
+            },
+        ),
+        (
+            "batch-snappy",
+            Message::Batch {
+                durable_seq: 300,
+                batch: wire_batch(Codec::Snappy, &batches[1..]),
+            },
+        ),
+        (
+            "batch-none",
+            Message::Batch {
+                durable_seq: 300,
+                batch: wire_batch(Codec::None, &batches[..1]),
+            },
+        ),
+        ("ack", Message::Ack { durable_seq: 104 }),
+        ("nack", Message::Nack { resend_from: 103 }),
+        ("heartbeat", Message::Heartbeat { durable_seq: 300 }),
+        (
+            "error",
+            Message::Error {
+                code: ErrorCode::Version,
+                message: "protocol version 2 is not supported (this is 1)".into(),
+            },
+        ),
+    ];
+    // repl_frame: the first byte picks the size limit (0: 1 MiB), the rest is a stream.
+    let mut all = vec![0u8];
+    for (name, msg) in &messages {
+        let frame = encode_frame(msg).expect("encode");
+        let mut seed = vec![0u8];
+        seed.extend_from_slice(&frame);
+        save("repl_frame", name, &seed);
+        all.extend_from_slice(&frame);
+    }
+    save("repl_frame", "every-message", &all);
+    // The same stream under a 4 KiB limit (flags 2), and one damaged mid-stream.
+    all[0] = 2;
+    save("repl_frame", "every-message-4k", &all);
+    all[0] = 0;
+    let mid = all.len() / 2;
+    all[mid] ^= 0x20;
+    save("repl_frame", "every-message-damaged", &all);
+}
+
+fn repl_batches() {
+    let batches = logged_batches();
+    for codec in Codec::ALL {
+        let wire = wire_batch(codec, &batches);
+        // Mode 0: the batch field by field, then its payload, under a 1 MiB limit.
+        let mut seed = vec![0u8];
+        seed.push(match codec {
+            Codec::None => 0,
+            Codec::Snappy => 1,
+            Codec::Zstd => 2,
+        });
+        seed.extend_from_slice(&wire.first_seq.to_le_bytes());
+        seed.extend_from_slice(&wire.last_seq.to_le_bytes());
+        seed.extend_from_slice(&wire.uncompressed_len.to_le_bytes());
+        seed.extend_from_slice(&wire.checksum.to_le_bytes());
+        seed.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        seed.extend_from_slice(&wire.payload);
+        save("repl_batch", &format!("wire-{}", codec.name()), &seed);
+        // Mode 1: the uncompressed payload, which the target compresses itself.
+        let raw = codec
+            .decompress(&wire.payload, wire.uncompressed_len as usize, 1 << 20)
+            .expect("decompress");
+        let mut seed = vec![1u8, seed[1]];
+        seed.extend_from_slice(&wire.first_seq.to_le_bytes());
+        seed.extend_from_slice(&wire.last_seq.to_le_bytes());
+        seed.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        seed.extend_from_slice(&raw);
+        save("repl_batch", &format!("raw-{}", codec.name()), &seed);
+    }
+}
+
 fn main() {
     tables();
     blocks();
     wal();
     manifests();
+    repl_frames();
+    repl_batches();
 }
