@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use crate::fs::{FileLock, Fs, ReadableFile, WritableFile};
+use crate::fs::{FileLock, FileSyncer, Fs, ReadableFile, WritableFile};
 
 /// The kinds of operation [`FaultFs`] counts and can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,8 +82,21 @@ pub enum CrashMode {
 struct Inode {
     data: Vec<u8>,
     synced: Vec<u8>,
-    /// Union of byte ranges changed since the last sync.
+    /// Union of byte ranges changed since the last sync began.
     dirty: Option<(usize, usize)>,
+    /// The range a sync in progress is making durable (taken out of `dirty` when the
+    /// sync began): not durable until it returns, so a crash meanwhile treats it as
+    /// unsynced.
+    in_flight: Option<(usize, usize)>,
+}
+
+/// What a sync makes durable: the file as it was when the sync began.
+#[derive(Debug)]
+struct SyncSnapshot {
+    len: usize,
+    /// File offset of `bytes`.
+    at: usize,
+    bytes: Vec<u8>,
 }
 
 impl Inode {
@@ -94,21 +107,45 @@ impl Inode {
         });
     }
 
-    fn sync(&mut self) {
-        if self.synced.len() > self.data.len() {
-            self.synced.truncate(self.data.len());
-        } else if let Some(grown) = self.data.get(self.synced.len()..) {
-            self.synced.extend_from_slice(grown);
-        }
-        if let Some((lo, hi)) = self.dirty.take() {
-            let hi = hi.min(self.data.len());
-            if let (Some(dst), Some(src)) = (self.synced.get_mut(lo..hi), self.data.get(lo..hi)) {
-                dst.copy_from_slice(src);
+    /// The start of a sync: copies what is not yet durable (the dirty range and any
+    /// growth) as it is now, and marks it in flight.
+    fn begin_sync(&mut self) -> SyncSnapshot {
+        let len = self.data.len();
+        let grown = (self.synced.len() < len).then_some((self.synced.len(), len));
+        let range = match (self.dirty.take(), grown) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (r, None) | (None, r) => r,
+        };
+        self.in_flight = range;
+        let (at, bytes) = match range {
+            Some((lo, hi)) => {
+                let hi = hi.min(len);
+                (
+                    lo,
+                    self.data
+                        .get(lo..hi)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default(),
+                )
             }
+            None => (0, Vec::new()),
+        };
+        SyncSnapshot { len, at, bytes }
+    }
+
+    /// The end of a sync: the snapshot taken at its start becomes the durable content.
+    fn end_sync(&mut self, snap: &SyncSnapshot) {
+        self.synced.resize(snap.len, 0);
+        if let Some(dst) = self.synced.get_mut(snap.at..snap.at + snap.bytes.len()) {
+            dst.copy_from_slice(&snap.bytes);
         }
+        self.in_flight = None;
     }
 
     fn crash(&mut self, keep: impl FnOnce(usize, usize) -> usize) {
+        if let Some((lo, hi)) = self.in_flight.take() {
+            self.mark(lo, hi);
+        }
         let mut out = std::mem::take(&mut self.synced);
         if let Some((lo, hi)) = self.dirty.take() {
             let hi = hi.min(self.data.len());
@@ -157,6 +194,8 @@ struct State {
     random_flip_one_in: u64,
     locks: HashSet<PathBuf>,
     sync_delay: std::time::Duration,
+    /// Inodes with a sync in progress (one sync of a file at a time).
+    syncing: HashSet<u64>,
     /// Operations (of any kind) that still succeed before the simulated power cut.
     power_cut_in: Option<u64>,
 }
@@ -257,11 +296,16 @@ impl State {
 ///
 /// What it simulates:
 /// - **Power loss** ([`crash`](Self::crash)): each file falls back to its content at the
-///   last `sync_data`/`sync_all` (optionally keeping a seeded random prefix of what was
-///   written since), and each directory to its entries at the last
-///   [`sync_dir`](Fs::sync_dir): unsynced creates, renames and removes are undone.
+///   *start* of its last completed `sync_data`/`sync_all` (optionally keeping a seeded
+///   random prefix of what was written since), and each directory to its entries at the
+///   last [`sync_dir`](Fs::sync_dir): unsynced creates, renames and removes are undone.
 ///   Directories themselves are durable once created. Handles opened before the crash
 ///   fail afterwards.
+/// - **Syncs concurrent with writes** ([`WritableFile::syncer`]): a sync makes durable
+///   exactly what the file held when it began; a write that lands while it runs (it
+///   takes [`set_sync_delay`](Self::set_sync_delay)) is left for the next sync, the
+///   strictest reading of `fdatasync`. A power cut during a sync makes it fail and
+///   promises nothing it covered. Syncs of one file run one at a time.
 /// - **Failing operations** ([`fail_nth`](Self::fail_nth),
 ///   [`fail_from`](Self::fail_from)): the k-th next operation of a kind fails with `EIO`
 ///   or `ENOSPC` (a failed write or sync changes nothing).
@@ -290,6 +334,8 @@ impl State {
 #[derive(Clone)]
 pub struct FaultFs {
     state: Arc<Mutex<State>>,
+    /// Signalled when a sync ends.
+    sync_done: Arc<Condvar>,
 }
 
 impl Default for FaultFs {
@@ -316,6 +362,7 @@ impl FaultFs {
         state.dirs.insert(PathBuf::from("/"), Dir::default());
         FaultFs {
             state: Arc::new(Mutex::new(state)),
+            sync_done: Arc::new(Condvar::new()),
         }
     }
 
@@ -357,8 +404,9 @@ impl FaultFs {
         });
     }
 
-    /// Makes every file sync (`sync_data`, `sync_all`) take at least `delay`, like a real
-    /// device, so that tests of group commit see concurrent writers pile up.
+    /// Makes every file sync (`sync_data`, `sync_all`, [`FileSyncer::sync_data`]) take
+    /// at least `delay`, like a real device, so that tests of group commit see
+    /// concurrent writers pile up, and writes can land while a sync runs.
     pub fn set_sync_delay(&self, delay: std::time::Duration) {
         self.lock_state().sync_delay = delay;
     }
@@ -449,18 +497,58 @@ impl FaultFs {
         inode.synced = data.clone();
         inode.data = data;
         inode.dirty = None;
+        inode.in_flight = None;
         Ok(())
     }
 
     fn check_gen(&self, gen_: u64, path: &Path) -> io::Result<()> {
         if self.lock_state().generation != gen_ {
-            return Err(io::Error::other(format!(
-                "stale handle to {} after simulated power loss",
-                path.display()
-            )));
+            return Err(stale(path));
         }
         Ok(())
     }
+
+    /// A sync of one file: what the file holds when the sync begins is durable when it
+    /// returns; writes during the sync (see [`set_sync_delay`](Self::set_sync_delay))
+    /// are not (they are the next sync's). Syncs of one file run one at a time.
+    fn sync_file(&self, op: FsOp, path: &Path, inode: u64, generation: u64) -> io::Result<()> {
+        let mut s = self.lock_state();
+        while s.syncing.contains(&inode) {
+            s = self.sync_done.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        if s.generation != generation {
+            return Err(stale(path));
+        }
+        let delay = s.sync_delay;
+        if let Err(e) = s.op(op, path) {
+            // A failing device takes its time too, so writes can land meanwhile.
+            drop(s);
+            std::thread::sleep(delay);
+            return Err(e);
+        }
+        let snap = s.inode(inode)?.begin_sync();
+        s.syncing.insert(inode);
+        drop(s);
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        let mut s = self.lock_state();
+        s.syncing.remove(&inode);
+        self.sync_done.notify_all();
+        if s.generation != generation {
+            // The power went out during the sync: nothing it covered is promised.
+            return Err(stale(path));
+        }
+        s.inode(inode)?.end_sync(&snap);
+        Ok(())
+    }
+}
+
+fn stale(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "stale handle to {} after simulated power loss",
+        path.display()
+    ))
 }
 
 #[derive(Debug)]
@@ -498,14 +586,23 @@ impl Drop for FaultLock {
     }
 }
 
-impl FaultWritable {
-    fn delay(&self) {
-        let d = self.fs.lock_state().sync_delay;
-        if !d.is_zero() {
-            std::thread::sleep(d);
-        }
-    }
+/// A sync-only handle on a file (see [`WritableFile::syncer`]).
+#[derive(Debug)]
+struct FaultSyncer {
+    fs: FaultFs,
+    path: PathBuf,
+    inode: u64,
+    generation: u64,
+}
 
+impl FileSyncer for FaultSyncer {
+    fn sync_data(&self) -> io::Result<()> {
+        self.fs
+            .sync_file(FsOp::SyncData, &self.path, self.inode, self.generation)
+    }
+}
+
+impl FaultWritable {
     fn with<T>(&self, op: FsOp, f: impl FnOnce(&mut Inode) -> io::Result<T>) -> io::Result<T> {
         self.fs.check_gen(self.generation, &self.path)?;
         let mut s = self.fs.lock_state();
@@ -541,18 +638,12 @@ impl WritableFile for FaultWritable {
         Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
-        self.delay();
-        self.with(FsOp::SyncData, |i| {
-            i.sync();
-            Ok(())
-        })
+        self.fs
+            .sync_file(FsOp::SyncData, &self.path, self.inode, self.generation)
     }
     fn sync_all(&mut self) -> io::Result<()> {
-        self.delay();
-        self.with(FsOp::SyncAll, |i| {
-            i.sync();
-            Ok(())
-        })
+        self.fs
+            .sync_file(FsOp::SyncAll, &self.path, self.inode, self.generation)
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         let n = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
@@ -584,6 +675,15 @@ impl WritableFile for FaultWritable {
         self.fs.check_gen(self.generation, &self.path)?;
         let mut s = self.fs.lock_state();
         Ok(s.inode(self.inode)?.data.len() as u64)
+    }
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
+        self.fs.check_gen(self.generation, &self.path)?;
+        Ok(Box::new(FaultSyncer {
+            fs: self.fs.clone(),
+            path: self.path.clone(),
+            inode: self.inode,
+            generation: self.generation,
+        }))
     }
 }
 
@@ -885,5 +985,72 @@ mod tests {
         r.read_exact_at(0, &mut b).unwrap();
         assert_eq!(b, [b'a', b'b' ^ 0xff, b'c']);
         assert!(fs.lock(&d.join("L")).is_ok());
+    }
+
+    /// Starts `sync` on another thread, runs `during` once the sync has begun, and
+    /// returns the sync's outcome.
+    fn during_a_sync(
+        fs: &FaultFs,
+        sync: impl FnOnce() -> io::Result<()> + Send,
+        during: impl FnOnce(),
+    ) -> io::Result<()> {
+        std::thread::scope(|s| {
+            let before = fs.count(FsOp::SyncData);
+            let t = s.spawn(sync);
+            while fs.count(FsOp::SyncData) == before {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            during();
+            t.join().unwrap()
+        })
+    }
+
+    #[test]
+    fn a_sync_covers_what_was_written_before_it_began_and_no_more() {
+        let (fs, d) = setup();
+        let mut f = fs.create(&d.join("a")).unwrap();
+        fs.sync_dir(&d).unwrap();
+        f.append(b"before").unwrap();
+        let syncer = f.syncer().unwrap();
+        fs.set_sync_delay(std::time::Duration::from_millis(100));
+        during_a_sync(&fs, || syncer.sync_data(), || f.append(b" during").unwrap()).unwrap();
+        // This process sees both writes; the power cut keeps what the sync covered.
+        assert_eq!(read_all(&fs, &d.join("a")).unwrap(), b"before during");
+        fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&fs, &d.join("a")).unwrap(), b"before");
+    }
+
+    #[test]
+    fn a_power_cut_during_a_sync_promises_nothing_it_covered() {
+        let (fs, d) = setup();
+        let mut f = fs.create(&d.join("a")).unwrap();
+        fs.sync_dir(&d).unwrap();
+        f.append(b"old").unwrap();
+        f.sync_data().unwrap();
+        f.append(b" new").unwrap();
+        let syncer = f.syncer().unwrap();
+        fs.set_sync_delay(std::time::Duration::from_millis(100));
+        let r = during_a_sync(
+            &fs,
+            || syncer.sync_data(),
+            || fs.crash(CrashMode::DropUnsynced),
+        );
+        assert!(r.is_err(), "a sync cut by the power reported success");
+        assert_eq!(read_all(&fs, &d.join("a")).unwrap(), b"old");
+    }
+
+    #[test]
+    fn a_failing_sync_takes_its_time_and_changes_nothing() {
+        let (fs, d) = setup();
+        let mut f = fs.create(&d.join("a")).unwrap();
+        fs.sync_dir(&d).unwrap();
+        f.append(b"x").unwrap();
+        let syncer = f.syncer().unwrap();
+        fs.set_sync_delay(std::time::Duration::from_millis(50));
+        fs.fail_nth(FsOp::SyncData, 1, Fault::Eio);
+        let r = during_a_sync(&fs, || syncer.sync_data(), || f.append(b"y").unwrap());
+        assert!(r.unwrap_err().to_string().contains("EIO"));
+        fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(read_all(&fs, &d.join("a")).unwrap(), b"");
     }
 }

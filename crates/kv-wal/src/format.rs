@@ -56,6 +56,41 @@ pub(crate) fn fragment_crc(ty: u8, segment: u64, payload: &[u8]) -> u32 {
     mask_crc(h.finalize())
 }
 
+/// [`fragment_crc`] for the fragments of one segment (or record log): the CRC of each
+/// fragment type's byte followed by the segment number is computed once, and each
+/// fragment's checksum continues it over the payload.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FragmentCrc {
+    segment: u64,
+    /// CRC state after `[ty] ++ segment` for each valid type (index 0 unused).
+    prefix: [u32; 5],
+}
+
+impl FragmentCrc {
+    pub(crate) fn new(segment: u64) -> Self {
+        let mut prefix = [0u32; 5];
+        for (ty, p) in (0u8..).zip(prefix.iter_mut()) {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&[ty]);
+            h.update(&segment.to_le_bytes());
+            *p = h.finalize();
+        }
+        FragmentCrc { segment, prefix }
+    }
+
+    /// The same value as `fragment_crc(ty, self.segment(), payload)`.
+    pub(crate) fn of(&self, ty: u8, payload: &[u8]) -> u32 {
+        match self.prefix.get(usize::from(ty)) {
+            Some(&p) => {
+                let mut h = crc32fast::Hasher::new_with_initial(p);
+                h.update(payload);
+                mask_crc(h.finalize())
+            }
+            None => fragment_crc(ty, self.segment, payload),
+        }
+    }
+}
+
 /// A decoded fragment header.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FragmentHeader {
@@ -80,13 +115,14 @@ impl FragmentHeader {
 }
 
 /// Appends the fragments of one logical record to `out`, starting at file offset
-/// `offset` of segment `segment`; returns the file offset after the record.
+/// `offset` of the segment `crc` checksums for; returns the file offset after the
+/// record.
 ///
 /// A block's remainder smaller than a fragment header is filled with zeros.
 pub(crate) fn frame_record(
     out: &mut Vec<u8>,
     mut offset: u64,
-    segment: u64,
+    crc: &FragmentCrc,
     payload: &[u8],
 ) -> u64 {
     let mut left = payload;
@@ -109,8 +145,7 @@ pub(crate) fn frame_record(
             (false, true) => FragmentType::Last,
             (false, false) => FragmentType::Middle,
         } as u8;
-        let crc = fragment_crc(ty, segment, chunk);
-        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&crc.of(ty, chunk).to_le_bytes());
         // `n` is at most BLOCK_SIZE - 7, which fits u16.
         out.extend_from_slice(&(n as u16).to_le_bytes());
         out.push(ty);
@@ -255,12 +290,30 @@ mod tests {
         // Start 10 bytes before a block end: fewer than a header's worth after a 3-byte payload.
         let mut out = Vec::new();
         let start = (BLOCK_SIZE - 10) as u64;
-        let end = frame_record(&mut out, start, 1, b"abc");
+        let crc = FragmentCrc::new(1);
+        let end = frame_record(&mut out, start, &crc, b"abc");
         assert_eq!(end, BLOCK_SIZE as u64);
         let mut out = Vec::new();
-        let end = frame_record(&mut out, (BLOCK_SIZE - 8) as u64, 1, b"abcdef");
+        let end = frame_record(&mut out, (BLOCK_SIZE - 8) as u64, &crc, b"abcdef");
         // 1 byte of payload fits in the first block, 5 in the next.
         assert_eq!(end, (BLOCK_SIZE + FRAGMENT_HEADER_LEN + 5) as u64);
         assert_eq!(out[6], FragmentType::First as u8);
+    }
+
+    #[test]
+    fn precomputed_crc_matches_the_plain_one() {
+        for segment in [0u64, 1, 42, u64::MAX] {
+            let crc = FragmentCrc::new(segment);
+            for ty in 0u8..=6 {
+                for payload in [&b""[..], b"x", &[7u8; 1000][..]] {
+                    assert_eq!(
+                        crc.of(ty, payload),
+                        fragment_crc(ty, segment, payload),
+                        "segment {segment} type {ty} len {}",
+                        payload.len()
+                    );
+                }
+            }
+        }
     }
 }

@@ -33,6 +33,23 @@ pub trait WritableFile: Send + Sync + Debug {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+    /// A second handle on this file that can only sync it, and can do so from another
+    /// thread while writes continue through this one (a duplicated descriptor on the
+    /// OS): the log fsyncs one group while the next group is being written.
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>>;
+}
+
+/// A handle that makes an open file's data durable, from any thread, concurrently
+/// with writes through the [`WritableFile`] it came from
+/// ([`WritableFile::syncer`]).
+///
+/// Contract: every write to the file that *completed before* a call to
+/// [`sync_data`](Self::sync_data) began is durable once that call returns `Ok`.
+/// Writes that run concurrently with it may or may not be (the caller must not count
+/// on them). A failed sync makes no promise about anything not durable before it.
+pub trait FileSyncer: Send + Sync + Debug {
+    /// `fdatasync`: see the trait's contract.
+    fn sync_data(&self) -> io::Result<()>;
 }
 
 /// A file open for reading at any offset; safe to share between threads.
@@ -112,6 +129,17 @@ struct OsWritable {
 }
 
 #[derive(Debug)]
+struct OsSyncer {
+    file: File,
+}
+
+impl FileSyncer for OsSyncer {
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+#[derive(Debug)]
 struct OsReadable {
     file: File,
 }
@@ -148,6 +176,13 @@ impl WritableFile for OsWritable {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
+        // A duplicated descriptor: `fdatasync` on it runs concurrently with `pwrite`s
+        // on the original and covers every write completed before it started.
+        Ok(Box::new(OsSyncer {
+            file: self.file.try_clone()?,
+        }))
     }
 }
 
@@ -287,7 +322,9 @@ mod tests {
             assert_eq!(f.len().unwrap(), 5);
         }
         f.write_at(5, b" world").unwrap();
+        let syncer = f.syncer().unwrap();
         f.sync_data().unwrap();
+        syncer.sync_data().unwrap();
         let r = fs.open_read(&p).unwrap();
         let mut buf = [1u8; 16];
         r.read_exact_at(0, &mut buf).unwrap();

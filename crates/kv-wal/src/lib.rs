@@ -81,7 +81,7 @@ pub use format::{
     BLOCK_SIZE, FORMAT_VERSION, FRAGMENT_HEADER_LEN, MAX_SEQ, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
     parse_segment_file_name, segment_file_name,
 };
-pub use fs::{FileLock, Fs, OsFs, ReadableFile, WritableFile, read_all};
+pub use fs::{FileLock, FileSyncer, Fs, OsFs, ReadableFile, WritableFile, read_all};
 pub use observer::{Observer, ObserverId, WalEvent};
 pub use options::{AppendOptions, RecoveryMode, RetentionCap, SyncPolicy, WalOptions};
 pub use reader::{Damage, DamageOutcome, LogBatch, LogReader, RecoveryReport, SeqRange};

@@ -73,7 +73,10 @@ pub struct ObserverId(pub(crate) u64);
 
 #[derive(Default)]
 struct Queue {
-    events: VecDeque<WalEvent>,
+    /// Events to deliver, in order. `None` is the place of a sync still running (at most
+    /// one: the log fsyncs one group at a time): what follows it waits until the sync
+    /// ends and its `Synced` event (or, if it failed, nothing) takes that place.
+    events: VecDeque<Option<WalEvent>>,
     observers: Vec<(u64, Arc<dyn Observer>)>,
     next_id: u64,
     stop: bool,
@@ -154,10 +157,13 @@ impl ObserverHub {
         removed
     }
 
-    /// Queues events in order, waiting at most `max_wait` in total for room.
-    pub(crate) fn publish(&self, events: Vec<WalEvent>) {
+    /// Queues events in order, waiting at most `max_wait` in total for room, then runs
+    /// `then` before any other event or sync can be queued after them (the writer
+    /// publishes its written position there, so that a sync reading that position
+    /// takes its place after these events).
+    pub(crate) fn publish_then<T>(&self, events: Vec<WalEvent>, then: impl FnOnce() -> T) -> T {
         if events.is_empty() {
-            return;
+            return then();
         }
         let deadline = Instant::now() + self.max_wait;
         let mut q = relock(&self.q);
@@ -187,24 +193,78 @@ impl ObserverHub {
                 continue;
             }
             if let Some((first, end)) = q.lag.take() {
-                q.events.push_back(WalEvent::Lagged { first, end });
+                q.events.push_back(Some(WalEvent::Lagged { first, end }));
             }
-            q.events.push_back(ev);
+            q.events.push_back(Some(ev));
+        }
+        let out = then();
+        drop(q);
+        self.not_empty.notify_one();
+        out
+    }
+
+    /// The start of a sync: runs `read_target` (which reads the position the sync will
+    /// make durable) and, if anyone observes, reserves the sync's place in the queue in
+    /// the same step, so that its `Synced` event comes after every `Appended` event it
+    /// covers and before every later one. Returns what `read_target` returned and
+    /// whether a place was reserved (for [`end_sync`](Self::end_sync)).
+    pub(crate) fn begin_sync<T>(&self, read_target: impl FnOnce() -> T) -> (T, bool) {
+        if !self.active() {
+            return (read_target(), false);
+        }
+        let mut q = relock(&self.q);
+        let target = read_target();
+        q.events.push_back(None);
+        (target, true)
+    }
+
+    /// The end of a sync: its place becomes `Synced { durable_seq }`, or is dropped if
+    /// the sync failed (`None`).
+    pub(crate) fn end_sync(&self, reserved: bool, durable_seq: Option<u64>) {
+        if !reserved {
+            // Observers registered while the sync ran hear from the next one.
+            return;
+        }
+        let mut q = relock(&self.q);
+        if let Some(i) = q.events.iter().position(Option::is_none) {
+            match durable_seq {
+                Some(d) => {
+                    if let Some(slot) = q.events.get_mut(i) {
+                        *slot = Some(WalEvent::Synced { durable_seq: d });
+                    }
+                }
+                None => {
+                    q.events.remove(i);
+                }
+            }
         }
         drop(q);
         self.not_empty.notify_one();
+        self.not_full.notify_all();
     }
 
     fn run(&self) {
         loop {
             let (batch, observers) = {
                 let mut q = relock(&self.q);
-                while q.events.is_empty() && q.lag.is_none() && !q.stop {
+                // Wait for something deliverable: a queued event not behind a running
+                // sync's place, or a lag to report.
+                while matches!(q.events.front(), None | Some(None))
+                    && (q.lag.is_none() || !q.events.is_empty())
+                    && !q.stop
+                {
                     q = self.not_empty.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
-                let mut batch: Vec<WalEvent> = q.events.drain(..).collect();
+                if q.stop && matches!(q.events.front(), Some(None)) {
+                    // Stopping (every sync has ended): a place never filled is dropped.
+                    q.events.retain(Option::is_some);
+                }
+                let ready = q.events.iter().take_while(|e| e.is_some()).count();
+                let mut batch: Vec<WalEvent> = q.events.drain(..ready).flatten().collect();
                 // Events dropped after the queued ones: report them after those.
-                if let Some((first, end)) = q.lag.take() {
+                if q.events.is_empty()
+                    && let Some((first, end)) = q.lag.take()
+                {
                     batch.push(WalEvent::Lagged { first, end });
                 }
                 if batch.is_empty() {

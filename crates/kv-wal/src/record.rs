@@ -12,7 +12,8 @@
 use std::io;
 
 use crate::format::{
-    BLOCK_SIZE, FRAGMENT_HEADER_LEN, FragmentHeader, FragmentType, fragment_crc, frame_record,
+    BLOCK_SIZE, FRAGMENT_HEADER_LEN, FragmentCrc, FragmentHeader, FragmentType, fragment_crc,
+    frame_record,
 };
 use crate::fs::WritableFile;
 
@@ -41,7 +42,7 @@ use crate::fs::WritableFile;
 #[derive(Debug)]
 pub struct RecordWriter {
     file: Box<dyn WritableFile>,
-    log_number: u64,
+    crc: FragmentCrc,
     offset: u64,
     buf: Vec<u8>,
     failed: bool,
@@ -53,7 +54,7 @@ impl RecordWriter {
     pub fn new(file: Box<dyn WritableFile>, log_number: u64, offset: u64) -> Self {
         RecordWriter {
             file,
-            log_number,
+            crc: FragmentCrc::new(log_number),
             offset,
             buf: Vec::new(),
             failed: false,
@@ -73,7 +74,7 @@ impl RecordWriter {
     pub fn add_record(&mut self, payload: &[u8]) -> io::Result<()> {
         self.check()?;
         self.buf.clear();
-        let end = frame_record(&mut self.buf, self.offset, self.log_number, payload);
+        let end = frame_record(&mut self.buf, self.offset, &self.crc, payload);
         if let Err(e) = self.file.append(&self.buf) {
             self.failed = true;
             return Err(e);
@@ -305,7 +306,7 @@ mod tests {
         let mut out = Vec::new();
         let mut off = 0;
         for r in records {
-            off = frame_record(&mut out, off, log, r);
+            off = frame_record(&mut out, off, &FragmentCrc::new(log), r);
         }
         out
     }
@@ -340,7 +341,7 @@ mod tests {
         let mut off = 0;
         for r in &recs {
             let mut scratch = Vec::new();
-            off = frame_record(&mut scratch, off, 3, r);
+            off = frame_record(&mut scratch, off, &FragmentCrc::new(3), r);
             boundaries.push(off as usize);
         }
         let cuts = (0..bytes.len())

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::fs::{FileLock, Fs, OsFs, ReadableFile, WritableFile};
+use crate::fs::{FileLock, FileSyncer, Fs, OsFs, ReadableFile, WritableFile};
 
 /// Prefix of the staging files [`UnsyncedFs`] writes while making a new file's entry
 /// durable; a leftover one (the process was killed mid-way) is removed and hidden.
@@ -504,6 +504,19 @@ struct UnsyncedReadable {
     handle: Handle,
 }
 
+/// A sync-only handle: a sync holds the file system's lock for its whole length, so it
+/// makes durable exactly the writes completed before it (a concurrent write waits).
+#[derive(Debug)]
+struct UnsyncedSyncer {
+    handle: Handle,
+}
+
+impl FileSyncer for UnsyncedSyncer {
+    fn sync_data(&self) -> io::Result<()> {
+        self.handle.with(Inode::sync)
+    }
+}
+
 impl WritableFile for UnsyncedWritable {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.handle.with(|i| {
@@ -541,6 +554,16 @@ impl WritableFile for UnsyncedWritable {
     }
     fn len(&self) -> io::Result<u64> {
         self.handle.with(|i| Ok(i.len))
+    }
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
+        let h = &self.handle;
+        h.with(|i| {
+            i.handles += 1;
+            Ok(())
+        })?;
+        Ok(Box::new(UnsyncedSyncer {
+            handle: h.fs.handle(&h.path, h.inode),
+        }))
     }
 }
 
@@ -868,5 +891,20 @@ mod tests {
         let l = fs.lock(&d.join("LOCK")).unwrap();
         assert_eq!(fs.list_dir(d).unwrap(), vec!["LOCK"]);
         drop(l);
+    }
+
+    #[test]
+    fn a_sync_handle_makes_the_data_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        let fs = UnsyncedFs::new();
+        let mut f = fs.create(&path).unwrap();
+        fs.sync_dir(dir.path()).unwrap();
+        let syncer = f.syncer().unwrap();
+        f.append(b"synced").unwrap();
+        std::thread::scope(|s| s.spawn(|| syncer.sync_data()).join().unwrap()).unwrap();
+        f.append(b" lost").unwrap();
+        drop((f, syncer, fs));
+        assert_eq!(read_all(&OsFs, &path).unwrap(), b"synced");
     }
 }

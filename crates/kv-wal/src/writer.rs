@@ -2,13 +2,34 @@
 //!
 //! # Group commit
 //! An append stamps its batch with the next sequence numbers and queues it under a
-//! short lock. If no other thread is writing, it becomes the *leader*: it takes every
-//! queued batch, frames them into one buffer, writes it with one call and, if any
-//! waiting caller (or the policy) needs durability, issues one `fdatasync`. Callers that
-//! queued meanwhile wait; when the leader finishes, each checks whether its own
-//! requirement (written, or durable) is met, and one of those still waiting leads the
-//! next group. The leader holds only the file lock while writing, so appends keep
-//! queueing behind it: under load one fsync covers many batches.
+//! short lock (`state`), taking a *ticket*. Two roles move the queue to disk, each held
+//! by at most one thread at a time (whichever waiting caller needs it next; there is no
+//! background writer):
+//! - the **write role** takes every queued batch, frames them into one buffer, hands it
+//!   to the OS with one call and publishes the *written* position;
+//! - the **sync role** reads the written position, fsyncs through a second handle on
+//!   the file ([`FileSyncer`]) and publishes that position as *durable*.
+//!
+//! The roles are independent, so a group is written while an earlier one is being
+//! fsynced: an append that needs only to be written never waits for an fsync, and one
+//! fsync covers every group written before it began (the callers of
+//! [`Wal::sync_up_to`] that arrive meanwhile share the next one). An append that needs
+//! durability and finds an fsync running leaves its batch queued until that fsync
+//! ends, so that one write and one fsync serve everything that queued meanwhile.
+//!
+//! What holds:
+//! - durable <= written: the sync role promises only the position it read before its
+//!   fsync began, and that position is published only after its bytes were handed to
+//!   the OS. A failed write or fsync poisons the log; nothing is published as durable
+//!   after a failed fsync.
+//! - Sealing a segment (rotation, or a full segment) needs both roles: no fsync runs on
+//!   a segment while it is truncated, synced and replaced, and the group that crossed
+//!   into the next segment is synced before its writer lets go of the roles.
+//! - Observers: the write role queues its `Appended` events in the same step as it
+//!   moves the written position, and the sync role reserves the place of its `Synced`
+//!   event in the same step as it reads that position. So each `Synced` comes right
+//!   after the `Appended` events it covers and before later ones (even those written
+//!   while it fsynced), and `Synced` events never go backwards.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::format::{SEGMENT_HEADER_LEN, SegmentHeader, frame_record, segment_path};
-use crate::fs::{FileLock, Fs, WritableFile};
+use crate::format::{FragmentCrc, SEGMENT_HEADER_LEN, SegmentHeader, frame_record, segment_path};
+use crate::fs::{FileLock, FileSyncer, Fs, WritableFile};
 use crate::observer::{Observer, ObserverHub, ObserverId, WalEvent};
 use crate::options::{AppendOptions, SyncPolicy, WalOptions};
 use crate::reader::SeqRange;
@@ -79,36 +100,97 @@ impl Group {
     }
 }
 
+/// How far the log got: the last ticket and the last sequence number covered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    ticket: u64,
+    seq: u64,
+}
+
+/// A position a caller waits for: its append's ticket, or a sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Upto {
+    Ticket(u64),
+    Seq(u64),
+}
+
+impl Progress {
+    fn covers(self, upto: Upto) -> bool {
+        match upto {
+            Upto::Ticket(t) => self.ticket >= t,
+            Upto::Seq(s) => self.seq >= s,
+        }
+    }
+}
+
+/// What a caller waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    /// Handed to the OS.
+    Written(Upto),
+    /// Handed to the OS and fsynced.
+    Durable(Upto),
+}
+
+/// The two roles (see the module documentation), and what their waiters sleep on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Write,
+    Sync,
+}
+
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) next_seq: u64,
     next_ticket: u64,
     queue: Group,
     spare: Group,
-    leader: bool,
-    written_ticket: u64,
-    durable_ticket: u64,
-    sync_wanted: u64,
-    pub(crate) durable_seq: u64,
+    /// A thread holds the write role: it owns the file's write side (`Io`).
+    writing: bool,
+    /// A thread holds the sync role: it is fsyncing, or sealing a segment.
+    syncing: bool,
+    /// Everything up to here was handed to the OS.
+    written: Progress,
+    /// Everything up to here is durable.
+    durable: Progress,
+    /// Bytes written that no sync has started to cover (for `SyncPolicy::EveryBytes`).
+    unsynced: u64,
+    /// Syncs the current segment; replaced (under both roles) when a segment is sealed.
+    syncer: Arc<dyn FileSyncer>,
+    syncer_path: Arc<Path>,
     poisoned: Option<(PathBuf, String)>,
     closed: bool,
-    /// Threads sleeping on `cond`: notified only if there are any (a wake-up is a
-    /// system call even when nobody waits).
-    pub(crate) waiters: usize,
+    /// Threads sleeping on `write_cv` / `sync_cv`: notified only if there are any (a
+    /// wake-up is a system call even when nobody waits).
+    write_waiters: usize,
+    sync_waiters: usize,
 }
 
 impl State {
-    fn usable(&self) -> Result<()> {
-        if let Some((path, cause)) = &self.poisoned {
-            return Err(Error::Poisoned {
+    fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some((path, cause)) => Err(Error::Poisoned {
                 path: path.clone(),
                 cause: cause.clone(),
-            });
+            }),
+            None => Ok(()),
         }
+    }
+
+    fn usable(&self) -> Result<()> {
+        self.check_poisoned()?;
         if self.closed {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    /// Whether `need` is met.
+    fn met(&self, need: Need) -> bool {
+        match need {
+            Need::Written(u) => self.written.covers(u),
+            Need::Durable(u) => self.durable.covers(u),
+        }
     }
 }
 
@@ -129,23 +211,18 @@ impl Written {
     }
 }
 
+/// The write side of the current segment, used by the holder of the write role.
 #[derive(Debug)]
 pub(crate) struct Io {
     file: Box<dyn WritableFile>,
     path: PathBuf,
     segment: u64,
+    crc: FragmentCrc,
     offset: u64,
     file_len: u64,
     /// Sequence number after the last framed batch.
     next_seq: u64,
-    unsynced: u64,
     buf: Vec<u8>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Need {
-    Written(u64),
-    Durable(u64),
 }
 
 #[derive(Debug)]
@@ -154,7 +231,10 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) opts: WalOptions,
     state: Mutex<State>,
-    cond: Condvar,
+    /// Signalled when the write role is let go of (and the written position moved).
+    write_cv: Condvar,
+    /// Signalled when the sync role is let go of (and the durable position moved).
+    sync_cv: Condvar,
     io: Mutex<Io>,
     pub(crate) segments: Mutex<Vec<SegmentMeta>>,
     pub(crate) written: Mutex<Written>,
@@ -244,15 +324,22 @@ pub(crate) struct StartParams {
 impl Wal {
     pub(crate) fn start(p: StartParams) -> Result<Wal> {
         let segment = p.segments.last().map_or(0, |s| s.number);
+        let syncer: Arc<dyn FileSyncer> =
+            Arc::from(p.file.syncer().map_err(|e| Error::io(&p.path, e))?);
+        let syncer_path: Arc<Path> = Arc::from(p.path.as_path());
         let io = Io {
             file: p.file,
             path: p.path,
             segment,
+            crc: FragmentCrc::new(segment),
             offset: SEGMENT_HEADER_LEN as u64,
             file_len: p.file_len,
             next_seq: p.next_seq,
-            unsynced: 0,
             buf: Vec::new(),
+        };
+        let start = Progress {
+            ticket: 0,
+            seq: p.next_seq - 1,
         };
         let observers = Arc::new(ObserverHub::new(
             p.opts.observer_queue,
@@ -266,16 +353,20 @@ impl Wal {
                 next_ticket: 1,
                 queue: Group::default(),
                 spare: Group::default(),
-                leader: false,
-                written_ticket: 0,
-                durable_ticket: 0,
-                sync_wanted: 0,
-                durable_seq: p.next_seq - 1,
+                writing: false,
+                syncing: false,
+                written: start,
+                durable: start,
+                unsynced: 0,
+                syncer,
+                syncer_path,
                 poisoned: None,
                 closed: false,
-                waiters: 0,
+                write_waiters: 0,
+                sync_waiters: 0,
             }),
-            cond: Condvar::new(),
+            write_cv: Condvar::new(),
+            sync_cv: Condvar::new(),
             io: Mutex::new(io),
             segments: Mutex::new(p.segments),
             written: Mutex::new(Written {
@@ -392,100 +483,22 @@ impl Wal {
             batch: observed,
         });
         let need = if want_sync {
-            st.sync_wanted = st.sync_wanted.max(ticket);
-            Need::Durable(ticket)
+            Need::Durable(Upto::Ticket(ticket))
         } else if sh.opts.buffer_size > 0 && st.queue.bytes.len() < sh.opts.buffer_size {
             return Ok(seqs);
         } else {
-            Need::Written(ticket)
+            Need::Written(Upto::Ticket(ticket))
         };
-        self.wait_for(st, need)?;
+        sh.wait_for(st, need)?;
         Ok(seqs)
-    }
-
-    fn wait_for<'a>(&'a self, mut st: MutexGuard<'a, State>, need: Need) -> Result<()> {
-        let sh = &*self.shared;
-        loop {
-            let done = match need {
-                Need::Written(t) => st.written_ticket >= t,
-                Need::Durable(t) => st.durable_ticket >= t,
-            };
-            if done {
-                return Ok(());
-            }
-            if let Some((path, cause)) = &st.poisoned {
-                return Err(Error::Poisoned {
-                    path: path.clone(),
-                    cause: cause.clone(),
-                });
-            }
-            if !st.leader {
-                st = self.lead(st, false);
-                continue;
-            }
-            st.waiters += 1;
-            st = sh.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.waiters -= 1;
-        }
-    }
-
-    /// Takes the queue, writes it (and syncs or rotates), publishes the outcome.
-    fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>, rotate: bool) -> MutexGuard<'a, State> {
-        let sh = &*self.shared;
-        st.leader = true;
-        let spare = std::mem::take(&mut st.spare);
-        let mut group = std::mem::replace(&mut st.queue, spare);
-        let last_ticket = st.next_ticket - 1;
-        let last_seq = st.next_seq - 1;
-        let sync = rotate || st.sync_wanted > st.durable_ticket;
-        drop(st);
-        let result = sh.write_group(&group, sync, rotate);
-        if sh.observers.active() {
-            let mut events = if result.is_ok() {
-                group.events(&sh.opts.limits)
-            } else {
-                Vec::new()
-            };
-            if let Ok(true) = result {
-                events.push(WalEvent::Synced {
-                    durable_seq: last_seq,
-                });
-            }
-            sh.observers.publish(events);
-        }
-        group.pending.clear();
-        group.bytes.clear();
-        let mut st = relock(&sh.state);
-        st.spare = group;
-        match result {
-            Ok(synced) => {
-                st.written_ticket = last_ticket;
-                if synced {
-                    st.durable_ticket = last_ticket;
-                    st.durable_seq = last_seq;
-                }
-            }
-            Err((path, e)) => {
-                tracing::error!(path = %path.display(), error = %e, "WAL write or sync failed; the log is poisoned");
-                if st.poisoned.is_none() {
-                    st.poisoned = Some((path, e.to_string()));
-                }
-            }
-        }
-        st.leader = false;
-        if st.waiters > 0 {
-            sh.cond.notify_all();
-        }
-        st
     }
 
     /// Makes everything appended so far durable (writing out any buffered data first).
     pub fn sync(&self) -> Result<()> {
-        let mut st = relock(&self.shared.state);
+        let st = relock(&self.shared.state);
         st.usable()?;
         let last = st.next_ticket - 1;
-        st.sync_wanted = st.sync_wanted.max(last);
-        self.wait_for(st, Need::Durable(last))
+        self.shared.wait_for(st, Need::Durable(Upto::Ticket(last)))
     }
 
     /// Hands buffered batches to the OS without syncing (a no-op without
@@ -494,30 +507,31 @@ impl Wal {
         let st = relock(&self.shared.state);
         st.usable()?;
         let last = st.next_ticket - 1;
-        self.wait_for(st, Need::Written(last))
+        self.shared.wait_for(st, Need::Written(Upto::Ticket(last)))
     }
 
     /// Returns once every batch with a sequence number up to `seq` is durable, syncing if
-    /// needed. `seq` must have been assigned.
+    /// needed (one fsync serves every caller waiting at that moment; batches appended
+    /// after `seq` may ride along, but are not waited for). `seq` must have been
+    /// assigned.
     pub fn sync_up_to(&self, seq: u64) -> Result<()> {
-        {
-            let st = relock(&self.shared.state);
-            if st.durable_seq >= seq {
-                return Ok(());
-            }
-            if seq >= st.next_seq {
-                return Err(Error::InvalidArgument(format!(
-                    "sequence number {seq} not assigned yet (next is {})",
-                    st.next_seq
-                )));
-            }
+        let st = relock(&self.shared.state);
+        if st.durable.seq >= seq {
+            return Ok(());
         }
-        self.sync()
+        if seq >= st.next_seq {
+            return Err(Error::InvalidArgument(format!(
+                "sequence number {seq} not assigned yet (next is {})",
+                st.next_seq
+            )));
+        }
+        st.usable()?;
+        self.shared.wait_for(st, Need::Durable(Upto::Seq(seq)))
     }
 
     /// Every batch with a sequence number up to this is durable.
     pub fn durable_seq(&self) -> u64 {
-        relock(&self.shared.state).durable_seq
+        relock(&self.shared.state).durable.seq
     }
 
     /// The last sequence number assigned (0 if none ever was).
@@ -537,13 +551,11 @@ impl Wal {
         let sh = &*self.shared;
         let mut st = relock(&sh.state);
         st.usable()?;
-        while st.leader {
-            st.waiters += 1;
-            st = sh.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.waiters -= 1;
+        while st.writing {
+            st = sh.wait_role(st, Role::Write);
         }
         st.usable()?;
-        let st = self.lead(st, true);
+        let (st, _) = sh.write(st, true);
         st.usable()?;
         drop(st);
         Ok(self.current_segment())
@@ -600,21 +612,11 @@ impl Wal {
         {
             tracing::error!("the WAL sync thread panicked");
         }
-        let result = if graceful { self.sync() } else { self.flush() };
-        let result = result.and_then(|()| {
-            if graceful {
-                let mut io = relock(&sh.io);
-                let io = &mut *io;
-                if io.file_len > io.offset {
-                    io.file
-                        .set_len(io.offset)
-                        .map_err(|e| Error::io(&io.path, e))?;
-                    io.file.sync_all().map_err(|e| Error::io(&io.path, e))?;
-                    io.file_len = io.offset;
-                }
-            }
-            Ok(())
-        });
+        let result = if graceful {
+            self.sync().and_then(|()| sh.trim_tail())
+        } else {
+            self.flush()
+        };
         relock(&sh.state).closed = true;
         relock(&sh.written).closed = true;
         sh.written_cv.notify_all();
@@ -650,103 +652,297 @@ fn interval_loop(sh: &Arc<Shared>, every: Duration) {
 }
 
 impl Shared {
-    /// Syncs (and writes out buffered data) if anything is not yet durable.
-    fn sync_if_dirty(&self) -> Result<()> {
-        let mut st = relock(&self.state);
-        st.usable()?;
-        let last = st.next_ticket - 1;
-        if st.durable_ticket >= last || st.leader {
-            // Nothing to do, or a leader is at work (its group will be synced by the next tick).
-            return Ok(());
-        }
-        st.sync_wanted = st.sync_wanted.max(last);
-        // Minimal leader protocol without a Wal handle.
-        st.leader = true;
-        let mut group = std::mem::take(&mut st.queue);
-        let last_seq = st.next_seq - 1;
-        drop(st);
-        let result = self.write_group(&group, true, false);
-        if self.observers.active() && result.is_ok() {
-            let mut events = group.events(&self.opts.limits);
-            events.push(WalEvent::Synced {
-                durable_seq: last_seq,
-            });
-            self.observers.publish(events);
-        }
-        let mut st = relock(&self.state);
-        let out = match result {
-            Ok(_) => {
-                st.written_ticket = last;
-                st.durable_ticket = last;
-                st.durable_seq = last_seq;
-                Ok(())
+    /// Sleeps until the holder of `role` lets go of it (or moves its position).
+    fn wait_role<'a>(&'a self, mut st: MutexGuard<'a, State>, role: Role) -> MutexGuard<'a, State> {
+        let cv = match role {
+            Role::Write => {
+                st.write_waiters += 1;
+                &self.write_cv
             }
-            Err((path, e)) => {
-                let cause = e.to_string();
-                if st.poisoned.is_none() {
-                    st.poisoned = Some((path.clone(), cause.clone()));
-                }
-                Err(Error::Poisoned { path, cause })
+            Role::Sync => {
+                st.sync_waiters += 1;
+                &self.sync_cv
             }
         };
-        st.leader = false;
-        if st.waiters > 0 {
-            self.cond.notify_all();
+        let mut st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        match role {
+            Role::Write => st.write_waiters -= 1,
+            Role::Sync => st.sync_waiters -= 1,
         }
-        out
+        st
     }
 
-    /// Frames and writes a group; syncs if asked, if the policy's byte threshold is
-    /// reached, or if the group crossed a segment boundary; rotates if asked. Returns
-    /// whether everything written is now durable. Errors carry the file's path.
+    fn release(&self, st: &mut State, role: Role) {
+        match role {
+            Role::Write => {
+                st.writing = false;
+                if st.write_waiters > 0 {
+                    self.write_cv.notify_all();
+                }
+            }
+            Role::Sync => {
+                st.syncing = false;
+                if st.sync_waiters > 0 {
+                    self.sync_cv.notify_all();
+                }
+            }
+        }
+    }
+
+    fn poison(st: &mut State, path: PathBuf, e: &Error) {
+        tracing::error!(path = %path.display(), error = %e, "WAL write or sync failed; the log is poisoned");
+        if st.poisoned.is_none() {
+            st.poisoned = Some((path, e.to_string()));
+        }
+    }
+
+    /// Returns once `need` is met, taking the write or the sync role whenever that is
+    /// what stands in the way and nobody holds it.
+    fn wait_for<'a>(&'a self, mut st: MutexGuard<'a, State>, mut need: Need) -> Result<()> {
+        loop {
+            if st.met(need) {
+                return Ok(());
+            }
+            st.check_poisoned()?;
+            let (upto, durable) = match need {
+                Need::Written(u) => (u, false),
+                Need::Durable(u) => (u, true),
+            };
+            if !st.written.covers(upto) {
+                if durable && st.syncing {
+                    // This batch cannot be synced before the running fsync ends: leave it
+                    // queued so that one write takes everything queued meanwhile.
+                    st = self.wait_role(st, Role::Sync);
+                } else if st.writing {
+                    st = self.wait_role(st, Role::Write);
+                } else {
+                    let (next, threshold) = self.write(st, false);
+                    st = next;
+                    if let Some(last) = threshold
+                        && !durable
+                    {
+                        // This group crossed `SyncPolicy::EveryBytes`: its writer syncs.
+                        need = Need::Durable(Upto::Ticket(last));
+                    }
+                }
+            } else if st.syncing {
+                st = self.wait_role(st, Role::Sync);
+            } else {
+                st = self.sync_written(st);
+            }
+        }
+    }
+
+    /// Holds the write role: takes the queue, writes it (and seals the segment if
+    /// `rotate`, or if it fills up), publishes the outcome. Also returns the group's
+    /// last ticket if it took the bytes not yet synced past the `EveryBytes` threshold.
+    fn write<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        rotate: bool,
+    ) -> (MutexGuard<'a, State>, Option<u64>) {
+        st.writing = true;
+        let spare = std::mem::take(&mut st.spare);
+        let mut group = std::mem::replace(&mut st.queue, spare);
+        let last = Progress {
+            ticket: st.next_ticket - 1,
+            seq: st.next_seq - 1,
+        };
+        drop(st);
+        let mut sealed = false;
+        let result = self.write_group(&group, rotate, &mut sealed);
+        let mut events = Vec::new();
+        if result.is_ok() && self.observers.active() {
+            events = group.events(&self.opts.limits);
+            if sealed {
+                events.push(WalEvent::Synced {
+                    durable_seq: last.seq,
+                });
+            }
+        }
+        group.pending.clear();
+        group.bytes.clear();
+        let mut threshold = None;
+        // The written position moves in the same step as the events are queued: a sync
+        // reading it takes its observers' place after them.
+        let mut st = self.observers.publish_then(events, || {
+            let mut st = relock(&self.state);
+            st.spare = group;
+            match result {
+                // If the log was poisoned meanwhile (a failed fsync), these batches are
+                // in the file but their appends fail like every later one.
+                Ok(_) if st.poisoned.is_some() => {}
+                Ok(bytes) => {
+                    st.written = last;
+                    if sealed {
+                        // Everything up to `last` is in synced segments.
+                        st.durable = last;
+                        st.unsynced = 0;
+                    } else {
+                        st.unsynced += bytes;
+                        if matches!(self.opts.sync_policy, SyncPolicy::EveryBytes(n) if st.unsynced >= n)
+                        {
+                            threshold = Some(last.ticket);
+                        }
+                    }
+                }
+                Err((path, e)) => Self::poison(&mut st, path, &e),
+            }
+            st
+        });
+        if sealed {
+            self.release(&mut st, Role::Sync);
+        }
+        self.release(&mut st, Role::Write);
+        (st, threshold)
+    }
+
+    /// Holds the sync role: fsyncs everything written so far, publishes it as durable.
+    fn sync_written<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.syncing = true;
+        drop(st);
+        // Read the target in the same step as the sync's place among observer events.
+        let ((target, covering, syncer, path), reserved) = self.observers.begin_sync(|| {
+            let mut st = relock(&self.state);
+            let covering = std::mem::take(&mut st.unsynced);
+            let syncer = Arc::clone(&st.syncer);
+            (st.written, covering, syncer, Arc::clone(&st.syncer_path))
+        });
+        let result = syncer.sync_data();
+        self.observers
+            .end_sync(reserved, result.is_ok().then_some(target.seq));
+        let mut st = relock(&self.state);
+        match result {
+            Ok(()) => {
+                if target.ticket >= st.durable.ticket {
+                    st.durable = target;
+                }
+            }
+            Err(e) => {
+                st.unsynced += covering;
+                let path = path.to_path_buf();
+                let e = Error::io(&path, e);
+                Self::poison(&mut st, path, &e);
+            }
+        }
+        self.release(&mut st, Role::Sync);
+        st
+    }
+
+    /// Takes the sync role for a writer that must seal the segment.
+    fn take_sync_role(&self) -> Result<()> {
+        let mut st = relock(&self.state);
+        while st.syncing {
+            st = self.wait_role(st, Role::Sync);
+        }
+        st.syncing = true;
+        // A failed fsync meanwhile: do not seal over it (the caller lets go of the role).
+        st.check_poisoned()
+    }
+
+    /// Syncs (and writes out queued data) if anything is not yet durable.
+    fn sync_if_dirty(&self) -> Result<()> {
+        let st = relock(&self.state);
+        st.usable()?;
+        let last = st.next_ticket - 1;
+        if st.durable.ticket >= last {
+            return Ok(());
+        }
+        self.wait_for(st, Need::Durable(Upto::Ticket(last)))
+    }
+
+    /// At a graceful close: truncates the current segment's preallocated remainder and
+    /// syncs it, holding both roles.
+    fn trim_tail(&self) -> Result<()> {
+        let mut st = relock(&self.state);
+        loop {
+            if st.writing {
+                st = self.wait_role(st, Role::Write);
+            } else if st.syncing {
+                st = self.wait_role(st, Role::Sync);
+            } else {
+                break;
+            }
+        }
+        st.writing = true;
+        st.syncing = true;
+        drop(st);
+        let result = (|| {
+            let mut io = relock(&self.io);
+            let io = &mut *io;
+            if io.file_len > io.offset {
+                io.file
+                    .set_len(io.offset)
+                    .map_err(|e| Error::io(&io.path, e))?;
+                io.file.sync_all().map_err(|e| Error::io(&io.path, e))?;
+                io.file_len = io.offset;
+            }
+            Ok(())
+        })();
+        let mut st = relock(&self.state);
+        self.release(&mut st, Role::Sync);
+        self.release(&mut st, Role::Write);
+        result
+    }
+
+    /// Frames and writes a group (under the write role); seals the segment if `rotate`,
+    /// or before a record that would start past the segment size. Sealing takes the sync
+    /// role (setting `sealed`), which the group then keeps: it syncs the new segment
+    /// too, so that everything it wrote is durable. Returns the bytes written. Errors
+    /// carry the file's path.
     fn write_group(
         &self,
         group: &Group,
-        sync: bool,
         rotate: bool,
-    ) -> std::result::Result<bool, (PathBuf, Error)> {
+        sealed: &mut bool,
+    ) -> std::result::Result<u64, (PathBuf, Error)> {
         let mut guard = relock(&self.io);
         let io = &mut *guard;
         let tag = |io: &Io, e: Error| (io.path.clone(), e);
         io.buf.clear();
         let mut start = io.offset;
-        let mut rolled = false;
+        let mut bytes = 0;
         for p in &group.pending {
             if io.offset >= self.opts.segment_size && io.offset > SEGMENT_HEADER_LEN as u64 {
-                self.write_buf(io, start).map_err(|e| tag(io, e))?;
-                self.roll(io).map_err(|e| tag(io, e))?;
+                bytes += self.write_buf(io, start).map_err(|e| tag(io, e))?;
+                self.seal(io, sealed).map_err(|e| tag(io, e))?;
                 start = io.offset;
-                rolled = true;
             }
             let record = group.bytes.get(p.start..p.end).unwrap_or_default();
-            io.offset = frame_record(&mut io.buf, io.offset, io.segment, record);
+            io.offset = frame_record(&mut io.buf, io.offset, &io.crc, record);
             io.next_seq = p.seqs.end();
         }
-        self.write_buf(io, start).map_err(|e| tag(io, e))?;
+        bytes += self.write_buf(io, start).map_err(|e| tag(io, e))?;
         if rotate {
-            self.roll(io).map_err(|e| tag(io, e))?;
-            return Ok(true);
+            self.seal(io, sealed).map_err(|e| tag(io, e))?;
+        } else if *sealed {
+            io.file.sync_data().map_err(|e| {
+                let e = Error::io(&io.path, e);
+                (io.path.clone(), e)
+            })?;
         }
-        let threshold =
-            matches!(self.opts.sync_policy, SyncPolicy::EveryBytes(n) if io.unsynced >= n);
-        if sync || rolled || threshold {
-            io.file
-                .sync_data()
-                .map_err(|e| (io.path.clone(), Error::io(&io.path, e)))?;
-            io.unsynced = 0;
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(bytes)
     }
 
-    fn write_buf(&self, io: &mut Io, start: u64) -> Result<()> {
+    /// Seals the current segment and starts the next, taking the sync role first if the
+    /// group does not hold it yet.
+    fn seal(&self, io: &mut Io, sealed: &mut bool) -> Result<()> {
+        if !*sealed {
+            *sealed = true;
+            self.take_sync_role()?;
+        }
+        self.roll(io)
+    }
+
+    /// Writes the framed buffer at `start`; returns its length.
+    fn write_buf(&self, io: &mut Io, start: u64) -> Result<u64> {
         if io.buf.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         io.file
             .write_at(start, &io.buf)
             .map_err(|e| Error::io(&io.path, e))?;
-        io.unsynced += io.buf.len() as u64;
+        let n = io.buf.len() as u64;
         io.file_len = io.file_len.max(io.offset);
         io.buf.clear();
         let mut w = relock(&self.written);
@@ -757,10 +953,10 @@ impl Shared {
         if notify {
             self.written_cv.notify_all();
         }
-        Ok(())
+        Ok(n)
     }
 
-    /// Seals the current segment and starts the next.
+    /// Seals the current segment and starts the next (under both roles).
     fn roll(&self, io: &mut Io) -> Result<()> {
         if io.file_len > io.offset {
             io.file
@@ -769,10 +965,15 @@ impl Shared {
             io.file_len = io.offset;
         }
         io.file.sync_all().map_err(|e| Error::io(&io.path, e))?;
-        io.unsynced = 0;
         let number = io.segment + 1;
         let (file, path, len) =
             create_segment(self.fs.as_ref(), &self.dir, number, io.next_seq, &self.opts)?;
+        let syncer = file.syncer().map_err(|e| Error::io(&path, e))?;
+        {
+            let mut st = relock(&self.state);
+            st.syncer = Arc::from(syncer);
+            st.syncer_path = Arc::from(path.as_path());
+        }
         {
             let mut segs = relock(&self.segments);
             if let Some(last) = segs.last_mut() {
@@ -789,6 +990,7 @@ impl Shared {
         io.file = file;
         io.path = path;
         io.segment = number;
+        io.crc = FragmentCrc::new(number);
         io.offset = SEGMENT_HEADER_LEN as u64;
         io.file_len = len;
         let mut w = relock(&self.written);
