@@ -1,7 +1,77 @@
 //! `kv-replication`: WAL shipping from a kv primary to read-only replicas.
 //!
-//! (Work in progress in this commit: the building blocks: codecs, wire batches, the
-//! framed protocol, histories, transports and the replica state machine.)
+//! A [`Primary`] serves a [`kv_engine::Db`]'s write-ahead log: a WAL observer feeds a
+//! bounded in-memory tail of recent batches; each connected replica has a session
+//! (position, acknowledged sequence number, codec, last activity) that sends
+//! consecutive batches from that tail or, when the replica is further behind, from the
+//! log segments, grouped up to a byte/count limit and a short linger, compressed with
+//! the negotiated [`Codec`] and checksummed ([`WireBatch`]). Log segments a connected
+//! (or recently connected) replica still needs are pinned. A replica that needs data
+//! the log no longer holds, or whose data belongs to another history, is told why and
+//! bootstraps from a checkpoint the primary streams, then continues from the
+//! checkpoint's sequence number.
+//!
+//! A [`Replica`] runs one loop through an explicit state machine ([`State`], with one
+//! transition table, [`TRANSITIONS`], that refuses any other move): connecting,
+//! bootstrapping, streaming, applying, fsync pending, acknowledging, waiting for data,
+//! error, backoff (exponential, with jitter). It applies batches in order through
+//! [`Db::apply_replicated`](kv_engine::Db::apply_replicated), skipping what it already
+//! has and asking for a resend on a gap, fsyncs, then acknowledges. Its database is
+//! read-only for its users ([`kv_engine::Error::ReadOnly`]); its lag (sequence numbers
+//! and seconds) is in [`ReplicaStats`]. [`Replica::promote`] makes it a primary.
+//!
+//! The wire protocol (length-prefixed, CRC-32-checked frames of postcard-encoded
+//! [`Message`]s) is specified in `PROTOCOL.md`. Transports are a small trait
+//! ([`Connector`], [`Listener`], [`Stream`]) with a TCP implementation on the standard
+//! library's blocking sockets and an in-memory one for tests. Threads and blocking I/O
+//! rather than an async runtime: a primary serves a handful of replicas, each session
+//! is two threads that spend their time in `read` or waiting for new log data, and the
+//! engine it feeds is itself thread-based; a runtime would add a large dependency and
+//! nothing a few threads cannot do.
+//!
+//! # Guarantees
+//! Each is tested; the test is named.
+//!
+//! 1. **A replica's state is always a prefix of the primary's history**: no gaps, no
+//!    reordering, no duplicates applied. The engine refuses a replicated batch that does
+//!    not start right after the last applied sequence number
+//!    ([`kv_engine::Error::SequenceGap`]); the replica skips what it has and asks for a
+//!    resend on a gap. Tests: `tests/kill.rs` (a counter workload whose invariant holds
+//!    after every SIGKILL of the replica, and the replica's own WAL holding each
+//!    sequence number once, in order), `tests/faults.rs` (cuts, delays, duplicates,
+//!    corruption: digests equal, no resync), `tests/state_walk.rs` (duplicates skipped,
+//!    gap answered with a resend request).
+//! 2. **Resume is exact, or it fails loudly and bootstraps**: a replica says what it
+//!    holds durably and which history it belongs to; the primary continues from the
+//!    next sequence number or, if it cannot (log released, history diverged, replica
+//!    ahead), says why and ships a checkpoint. Never a silent skip. Tests:
+//!    `tests/end_to_end.rs` (`a_restarted_replica_resumes_where_it_was`: no duplicate,
+//!    no bootstrap), `tests/bootstrap.rs` (log released, retention exceeded, diverged
+//!    old primary).
+//! 3. **The applied position is persisted atomically with the data**: the replica's own
+//!    WAL keeps the primary's sequence numbers, so its position is its database's last
+//!    sequence number, recovered with the data; a crash can neither double-apply nor
+//!    skip. A bootstrap switches data sets with one atomic rename of a pointer file
+//!    (`ACTIVE`). Test: `tests/kill.rs` (replica on [`kv_wal::UnsyncedFs`], so a SIGKILL
+//!    loses what a power cut would).
+//! 4. **Semi-sync**: with [`SemiSync`], [`Primary::write`] returns once the write is
+//!    durable on the primary and acknowledged (after fsync) by `k` replicas. On timeout
+//!    it fails ([`OnTimeout::Fail`], the write is on the primary but the caller is told)
+//!    or degrades to asynchronous replication ([`OnTimeout::Degrade`]), which
+//!    [`PrimaryStats::semi_sync_degraded`] reports until the replicas catch up. Tests:
+//!    `tests/bootstrap.rs` (`semi_sync_waits_for_acks_and_times_out_as_configured`),
+//!    `tests/kill.rs` (primary SIGKILLed: every acknowledged write is on the promoted
+//!    replica).
+//! 5. **Sequence numbers never go backwards**, on primary or replica, across restarts
+//!    and promotion: only durable data is ever shipped (so a primary's crash cannot
+//!    take back what a replica has), a promoted replica continues from its last
+//!    sequence number under a new history entry ([`History`]), and an old primary that
+//!    comes back must bootstrap or follow, never diverge silently. Tests:
+//!    `tests/bootstrap.rs` (`promotion_continues_the_sequence_and_the_old_primary_must_bootstrap_or_follow`),
+//!    `tests/kill.rs` (the replica's position never goes back across kills).
+//!
+//! # Example
+//! See [`Primary`].
 #![warn(missing_docs)]
 
 mod codec;

@@ -126,6 +126,9 @@ struct Shared {
     /// The live connection, to shut down on stop.
     stream: Mutex<Option<Box<dyn Stream>>>,
     stats: Mutex<ReplicaStats>,
+    /// When the replica first heard of the oldest sequence number it still lacks (for
+    /// the lag in seconds, computed when asked).
+    behind_since: Mutex<Option<Instant>>,
     /// Notified when the applied position moves, the state changes or on stop.
     progress: Condvar,
 }
@@ -311,6 +314,7 @@ impl Replica {
                 last_error: None,
                 transitions: Machine::new().usage().to_vec(),
             }),
+            behind_since: Mutex::new(None),
             progress: Condvar::new(),
         });
         let sh = Arc::clone(&shared);
@@ -350,6 +354,7 @@ impl Replica {
     pub fn stats(&self) -> ReplicaStats {
         let mut s = relock(&self.shared.stats).clone();
         s.applied_seq = self.db().last_seq().get();
+        s.lag = relock(&self.shared.behind_since).map_or(Duration::ZERO, |t| t.elapsed());
         s
     }
 
@@ -919,10 +924,8 @@ impl Worker {
         let mut st = relock(&self.sh.stats);
         st.primary_durable_seq = self.primary_durable;
         st.lag_seqs = self.primary_durable.saturating_sub(applied);
-        st.lag = self
-            .heard
-            .front()
-            .map_or(Duration::ZERO, |&(_, t)| t.elapsed());
+        drop(st);
+        *relock(&self.sh.behind_since) = self.heard.front().map(|&(_, t)| t);
     }
 
     fn streaming(&mut self) -> Result<Event> {
