@@ -74,7 +74,11 @@ pub struct PrimaryOptions {
     /// Where checkpoints for bootstrapping replicas are made (each in its own
     /// subdirectory, deleted after it is sent). Default: `<db path>.bootstrap`.
     pub checkpoint_dir: Option<PathBuf>,
-    /// Largest frame accepted from a replica. Default [`DEFAULT_MAX_FRAME`].
+    /// Largest frame accepted from a replica, and the largest the primary sends: a WAL
+    /// batch too large to fit (only possible with kv-wal record limits raised above
+    /// 64 MiB) ends the session with an error naming it rather than being sent to a
+    /// replica that would refuse it. Replicas must accept at least this much.
+    /// Default [`DEFAULT_MAX_FRAME`].
     pub max_frame: usize,
     /// Bytes per bootstrap chunk. Default 1 MiB.
     pub chunk_bytes: usize,
@@ -962,6 +966,21 @@ fn send_loop(
             if full || now >= deadline || opts.linger.is_zero() {
                 let entries = builder.entries() as u64;
                 if let Some(wire) = builder.finish()? {
+                    // Payload plus the other fields' few dozen bytes.
+                    if wire.payload.len() + 64 > opts.max_frame {
+                        let message = format!(
+                            "the WAL batch(es) at seqs {}..={} take {} bytes, over the {}-byte frame limit",
+                            wire.first_seq,
+                            wire.last_seq,
+                            wire.payload.len(),
+                            opts.max_frame
+                        );
+                        let _ = writer.send(&Message::Error {
+                            code: ErrorCode::Unavailable,
+                            message: message.clone(),
+                        });
+                        return Err(Error::InvalidArgument(message));
+                    }
                     let (ops, raw, packed) = (
                         wire.last_seq - wire.first_seq + 1,
                         u64::from(wire.uncompressed_len),

@@ -18,8 +18,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// (`u32` LE).
 pub const FRAME_HEADER_LEN: usize = 8;
 
-/// Default limit on a frame's payload; larger frames are refused before allocating.
-pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+/// Default limit on a frame's payload (65 MiB): a WAL batch of the default 64 MiB
+/// kv-wal record limit, sent alone and uncompressed, fits with room for the frame's
+/// other fields. Larger frames are refused from their header.
+pub const DEFAULT_MAX_FRAME: usize = 65 << 20;
 
 /// What the replica says first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -354,6 +354,7 @@ impl Replica {
     pub fn stats(&self) -> ReplicaStats {
         let mut s = relock(&self.shared.stats).clone();
         s.applied_seq = self.db().last_seq().get();
+        s.lag_seqs = s.primary_durable_seq.saturating_sub(s.applied_seq);
         s.lag = relock(&self.shared.behind_since).map_or(Duration::ZERO, |t| t.elapsed());
         s
     }

@@ -118,7 +118,8 @@ impl WireBatchBuilder {
     }
 
     /// Compresses and seals what was pushed, leaving the builder empty; `None` if
-    /// nothing was.
+    /// nothing was. If compressing would not make the payload smaller, the batch is
+    /// sent uncompressed ([`Codec::None`]) whatever the builder's codec.
     pub fn finish(&mut self) -> Result<Option<WireBatch>> {
         if self.entries == 0 {
             return Ok(None);
@@ -126,11 +127,18 @@ impl WireBatchBuilder {
         let raw = std::mem::take(&mut self.raw);
         let uncompressed_len = u32::try_from(raw.len())
             .map_err(|_| Error::InvalidArgument("wire batch over 4 GiB".into()))?;
-        let payload = self.codec.compress(&raw).map_err(Error::InvalidArgument)?;
+        let packed = self.codec.compress(&raw).map_err(Error::InvalidArgument)?;
+        // Compression that saves nothing (random or already compressed values) is not
+        // used: the batch goes uncompressed, so a payload is never larger than its data.
+        let (codec, payload) = if packed.len() < raw.len() {
+            (self.codec, packed)
+        } else {
+            (Codec::None, raw.clone())
+        };
         let wire = WireBatch {
             first_seq: self.first,
             last_seq: self.next - 1,
-            codec: self.codec,
+            codec,
             uncompressed_len,
             checksum: xxhash_rust::xxh3::xxh3_64(&raw),
             payload,
@@ -249,6 +257,22 @@ mod tests {
             assert_eq!((got[0].0, got[0].1.len()), (5, 2));
             assert_eq!((got[1].0, got[1].1.len()), (7, 1));
             assert!(builder.finish().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn incompressible_batches_go_uncompressed() {
+        let noise: String = (0..400u32)
+            .map(|i| char::from(b'!' + (i.wrapping_mul(2_654_435_761) >> 25) as u8 % 90))
+            .collect();
+        let a = stamped(1, &[("k", Some(noise.as_str()))]);
+        for codec in [Codec::Snappy, Codec::Zstd] {
+            let mut builder = WireBatchBuilder::new(codec);
+            builder.push(&a, 1).unwrap();
+            let wire = builder.finish().unwrap().unwrap();
+            assert!(wire.payload.len() <= wire.uncompressed_len as usize);
+            let got = wire.decode(1 << 20, &Limits::default()).unwrap();
+            assert_eq!(got[0].1.iter().next().unwrap().value(), noise.as_bytes());
         }
     }
 
