@@ -3,7 +3,10 @@
 //! ```text
 //! cargo xtask crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep]
 //!                   [--sync always|batch|never|mix] [--threads T] [--seed N]
+//! cargo xtask crash --replication [--cycles N] [--lose-unsynced] [--keep] [--seed N]
 //! ```
+//!
+//! With `--replication` it kills a replica instead (see `crash/replication.rs`).
 //!
 //! Builds the `kv` binary (release), then runs N cycles (default 100; `--seconds S`
 //! stops earlier, after the cycle running when S seconds have passed) on one database
@@ -55,6 +58,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::{cargo, root};
+
+mod replication;
 
 /// A violation found by the checks, one line each.
 #[derive(Default)]
@@ -846,7 +851,12 @@ fn parse(s: &str) -> Result<u64, String> {
 
 /// `cargo xtask crash`.
 pub(crate) fn crash(args: &[String]) -> Result<bool, String> {
-    let cfg = parse_args(args)?;
+    let replication = args.iter().any(|a| a == "--replication");
+    let cfg = if replication {
+        None
+    } else {
+        Some(parse_args(args)?)
+    };
     let mut build = cargo();
     build.args([
         "build",
@@ -861,6 +871,14 @@ pub(crate) fn crash(args: &[String]) -> Result<bool, String> {
         return Err("building the kv binary failed".into());
     }
     let kv = target_dir().join("release").join("kv");
+    let Some(cfg) = cfg else {
+        let work = target_dir().join("xtask-crash").join("replication");
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        }
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        return replication::run(args, &kv, &work);
+    };
     let work = target_dir().join("xtask-crash").join(format!(
         "{}-seed-{}",
         if cfg.lose_unsynced {

@@ -138,6 +138,10 @@ pub(crate) struct FollowArgs {
     /// Print a status line every N milliseconds (0: never).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub status_every_ms: u64,
+    /// Run on a file system that loses everything unsynced when the process is killed
+    /// (for `cargo xtask crash --replication --lose-unsynced`).
+    #[arg(long, hide = true)]
+    pub lose_unsynced: bool,
 }
 
 #[derive(Debug, Args)]

@@ -199,6 +199,11 @@ pub(crate) fn follow(root: &Path, args: &FollowArgs, out: &mut Out) -> CliResult
         Arc::new(TcpConnector::new(args.primary.clone())),
         ReplicaOptions {
             codecs: codecs(&args.codecs)?,
+            db: if args.lose_unsynced {
+                Options::default().fs(Arc::new(kv_wal::UnsyncedFs::new()))
+            } else {
+                Options::default()
+            },
             ..ReplicaOptions::default()
         },
     )?;
