@@ -109,18 +109,24 @@ fn load(db: &Arc<Db>, stop: &Arc<AtomicBool>, rate: u64) -> (u64, u64) {
     (ops.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed))
 }
 
-fn baseline(secs: f64) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(dir.path(), options()).unwrap());
+/// [`load`] as fast as possible for `secs` seconds.
+fn load_for(db: &Arc<Db>, secs: f64) -> (u64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs_f64(secs));
         s2.store(true, Ordering::Relaxed);
     });
-    let start = Instant::now();
-    let (ops, _) = load(&db, &stop, 0);
+    let r = load(db, &stop, 0);
     t.join().unwrap();
+    r
+}
+
+fn baseline(secs: f64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path(), options()).unwrap());
+    let start = Instant::now();
+    let (ops, _) = load_for(&db, secs);
     ops as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -191,15 +197,8 @@ fn main() {
     for codec in [Codec::None, Codec::Snappy, Codec::Zstd] {
         // (1) Throughput.
         let s = setup(codec);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(secs));
-            s2.store(true, Ordering::Relaxed);
-        });
         let start = Instant::now();
-        let (ops, _bytes) = load(&s.db, &stop, 0);
-        t.join().unwrap();
+        let (ops, _bytes) = load_for(&s.db, secs);
         let target = s.db.last_seq().get();
         assert!(
             s.replica

@@ -618,7 +618,7 @@ fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
             return Err(protocol(
                 &peer,
                 reader.offset(),
-                format!("expected Hello, got {}", name(&other)),
+                format!("expected Hello, got {}", other.name()),
             ));
         }
     };
@@ -702,23 +702,9 @@ fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
         s.disconnected_at = Some(Instant::now());
         s.stream = None;
     }
+    sh.expire_pins();
     sh.ack_cv.notify_all();
     result
-}
-
-fn name(m: &Message) -> &'static str {
-    match m {
-        Message::Hello(_) => "Hello",
-        Message::Welcome(_) => "Welcome",
-        Message::BootstrapBegin { .. } => "BootstrapBegin",
-        Message::BootstrapChunk { .. } => "BootstrapChunk",
-        Message::BootstrapEnd => "BootstrapEnd",
-        Message::Batch { .. } => "Batch",
-        Message::Ack { .. } => "Ack",
-        Message::Nack { .. } => "Nack",
-        Message::Heartbeat { .. } => "Heartbeat",
-        Message::Error { .. } => "Error",
-    }
 }
 
 pub(crate) fn protocol(peer: &str, offset: u64, detail: String) -> Error {
@@ -847,7 +833,7 @@ fn receive(
                 return Err(protocol(
                     &s.peer,
                     reader.offset(),
-                    format!("unexpected {} from a replica", name(&other)),
+                    format!("unexpected {} from a replica", other.name()),
                 ));
             }
         }

@@ -143,6 +143,24 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The variant's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "Hello",
+            Message::Welcome(_) => "Welcome",
+            Message::BootstrapBegin { .. } => "BootstrapBegin",
+            Message::BootstrapChunk { .. } => "BootstrapChunk",
+            Message::BootstrapEnd => "BootstrapEnd",
+            Message::Batch { .. } => "Batch",
+            Message::Ack { .. } => "Ack",
+            Message::Nack { .. } => "Nack",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::Error { .. } => "Error",
+        }
+    }
+}
+
 /// Serde helper: byte vectors as postcard byte strings (one length, then the bytes)
 /// rather than sequences of integers.
 pub(crate) mod bytes {

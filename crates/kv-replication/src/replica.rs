@@ -731,7 +731,7 @@ impl Worker {
                 Err(protocol(
                     &c.peer,
                     c.reader.offset(),
-                    format!("unexpected {other:?} during the handshake"),
+                    format!("unexpected {} during the handshake", other.name()),
                 ))
             }
         }
@@ -897,7 +897,7 @@ impl Worker {
                     return Err(protocol(
                         &peer,
                         0,
-                        format!("unexpected {other:?} during a bootstrap"),
+                        format!("unexpected {} during a bootstrap", other.name()),
                     ));
                 }
             }
@@ -976,7 +976,7 @@ impl Worker {
                     return Err(protocol(
                         &c.peer,
                         c.reader.offset(),
-                        format!("unexpected {other:?} while streaming"),
+                        format!("unexpected {} while streaming", other.name()),
                     ));
                 }
             }

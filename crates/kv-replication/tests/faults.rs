@@ -87,22 +87,9 @@ fn cuts_delays_duplicates_and_corruption_lose_nothing_and_resync_nothing() {
     assert!(rs.duplicates_skipped > 0, "{rs:?}");
 
     // The replica's own log: each sequence number at most once, in order.
-    let wal_dir = r.db().path().join("wal");
+    let db_dir = r.db().path().to_path_buf();
     r.stop().unwrap();
-    let mut reader = kv_wal::LogReader::open(&wal_dir, &kv_wal::WalOptions::default()).unwrap();
-    let mut next: Option<u64> = None;
-    let mut n = 0;
-    for b in &mut reader {
-        let b = b.unwrap();
-        if let Some(want) = next {
-            assert_eq!(
-                b.seqs.first, want,
-                "gap or duplicate applied in the replica's log"
-            );
-        }
-        next = Some(b.seqs.end());
-        n += 1;
-    }
+    let (next, n) = check_log_contiguous(&db_dir, "after the faults");
     assert!(n > 0);
     assert_eq!(next, Some(last + 1));
 }

@@ -121,19 +121,7 @@ fn check_replica(root: &Path, round: usize) -> u64 {
     let last = db.last_seq().get();
     db.close().unwrap();
     // The replica's own log: each sequence number at most once, in order.
-    let mut reader =
-        kv_wal::LogReader::open(dir.join("wal"), &kv_wal::WalOptions::default()).unwrap();
-    let mut next: Option<u64> = None;
-    for b in &mut reader {
-        let b = b.unwrap();
-        if let Some(n) = next {
-            assert_eq!(
-                b.seqs.first, n,
-                "round {round}: WAL sequence not contiguous (double apply or gap)"
-            );
-        }
-        next = Some(b.seqs.end());
-    }
+    check_log_contiguous(&dir, &format!("round {round}"));
     last
 }
 

@@ -131,3 +131,25 @@ pub(crate) fn write_load(db: &Arc<Db>, threads: usize, dur: Duration, seed: u64)
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     hs.into_iter().map(|h| h.join().expect("writer")).sum()
 }
+
+/// Reads a replica's own WAL (in `db_dir/wal`) and checks that it holds each sequence
+/// number at most once, in order (no gap, no duplicate applied); returns one past the
+/// last sequence number and the number of batches.
+pub(crate) fn check_log_contiguous(db_dir: &std::path::Path, what: &str) -> (Option<u64>, u64) {
+    let mut reader = kv_wal::LogReader::open(db_dir.join("wal"), &kv_wal::WalOptions::default())
+        .expect("open the log");
+    let mut next: Option<u64> = None;
+    let mut n = 0;
+    for b in &mut reader {
+        let b = b.expect("read the log");
+        if let Some(want) = next {
+            assert_eq!(
+                b.seqs.first, want,
+                "{what}: gap or duplicate applied in the replica's log"
+            );
+        }
+        next = Some(b.seqs.end());
+        n += 1;
+    }
+    (next, n)
+}
