@@ -116,7 +116,8 @@ impl FragmentHeader {
 
 /// Appends the fragments of one logical record to `out`, starting at file offset
 /// `offset` of the segment `crc` checksums for; returns the file offset after the
-/// record.
+/// record. The record is `payload` with its first `head.len()` bytes replaced by
+/// `head` (the log stamps a batch's sequence number this way, without a copy).
 ///
 /// A block's remainder smaller than a fragment header is filled with zeros.
 pub(crate) fn frame_record(
@@ -124,8 +125,9 @@ pub(crate) fn frame_record(
     mut offset: u64,
     crc: &FragmentCrc,
     payload: &[u8],
+    head: &[u8],
 ) -> u64 {
-    let mut left = payload;
+    let mut pos = 0;
     let mut first = true;
     loop {
         let block_off = (offset % BLOCK_SIZE as u64) as usize;
@@ -136,22 +138,38 @@ pub(crate) fn frame_record(
             continue;
         }
         let avail = leftover - FRAGMENT_HEADER_LEN;
-        let n = avail.min(left.len());
-        let (chunk, rest) = left.split_at(n);
-        let last = rest.is_empty();
+        let chunk = payload.get(pos..).unwrap_or_default();
+        let n = avail.min(chunk.len());
+        let chunk = chunk.get(..n).unwrap_or_default();
+        let last = n == payload.len() - pos;
         let ty = match (first, last) {
             (true, true) => FragmentType::Full,
             (true, false) => FragmentType::First,
             (false, true) => FragmentType::Last,
             (false, false) => FragmentType::Middle,
         } as u8;
-        out.extend_from_slice(&crc.of(ty, chunk).to_le_bytes());
-        // `n` is at most BLOCK_SIZE - 7, which fits u16.
-        out.extend_from_slice(&(n as u16).to_le_bytes());
-        out.push(ty);
+        let at = out.len();
+        out.extend_from_slice(&[0; FRAGMENT_HEADER_LEN]);
         out.extend_from_slice(chunk);
+        let body = out.get_mut(at + FRAGMENT_HEADER_LEN..).unwrap_or_default();
+        if let Some(h) = head.get(pos..) {
+            let k = h.len().min(n);
+            if let (Some(dst), Some(src)) = (body.get_mut(..k), h.get(..k)) {
+                dst.copy_from_slice(src);
+            }
+        }
+        let sum = crc.of(ty, body);
+        if let Some(h) = out.get_mut(at..at + FRAGMENT_HEADER_LEN) {
+            let mut header = [0u8; FRAGMENT_HEADER_LEN];
+            let [c0, c1, c2, c3, l0, l1, t] = &mut header;
+            [*c0, *c1, *c2, *c3] = sum.to_le_bytes();
+            // `n` is at most BLOCK_SIZE - 7, which fits u16.
+            [*l0, *l1] = (n as u16).to_le_bytes();
+            *t = ty;
+            h.copy_from_slice(&header);
+        }
         offset += (FRAGMENT_HEADER_LEN + n) as u64;
-        left = rest;
+        pos += n;
         first = false;
         if last {
             return offset;
@@ -291,10 +309,10 @@ mod tests {
         let mut out = Vec::new();
         let start = (BLOCK_SIZE - 10) as u64;
         let crc = FragmentCrc::new(1);
-        let end = frame_record(&mut out, start, &crc, b"abc");
+        let end = frame_record(&mut out, start, &crc, b"abc", &[]);
         assert_eq!(end, BLOCK_SIZE as u64);
         let mut out = Vec::new();
-        let end = frame_record(&mut out, (BLOCK_SIZE - 8) as u64, &crc, b"abcdef");
+        let end = frame_record(&mut out, (BLOCK_SIZE - 8) as u64, &crc, b"abcdef", &[]);
         // 1 byte of payload fits in the first block, 5 in the next.
         assert_eq!(end, (BLOCK_SIZE + FRAGMENT_HEADER_LEN + 5) as u64);
         assert_eq!(out[6], FragmentType::First as u8);
@@ -314,6 +332,27 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_replaced_head_frames_like_the_replaced_payload() {
+        let payload: Vec<u8> = (0..100u8).collect();
+        let head = [0xAAu8; 12];
+        let mut whole = payload.clone();
+        whole[..12].copy_from_slice(&head);
+        let crc = FragmentCrc::new(9);
+        // Starting offsets that split the head across fragments and blocks, too.
+        for start in [
+            0u64,
+            5,
+            (BLOCK_SIZE - 7 - 3) as u64,
+            (BLOCK_SIZE - 8) as u64,
+        ] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let end_a = frame_record(&mut a, start, &crc, &payload, &head);
+            let end_b = frame_record(&mut b, start, &crc, &whole, &[]);
+            assert_eq!((a, end_a), (b, end_b), "start {start}");
         }
     }
 }

@@ -45,7 +45,10 @@ pub enum WalEvent {
 /// # Contract
 /// - Called on one dedicated thread per log (`kv-wal-observer`), never on a writer's
 ///   thread, one event at a time, in sequence order, for all observers in registration
-///   order.
+///   order. A [`WalEvent::Synced`] comes right after the [`WalEvent::Appended`] events
+///   it covers and before any later one, even for batches written while it fsynced.
+/// - Observers hear of the batches appended while at least one observer is registered
+///   (a batch appended while none is has no event), and of the syncs that start then.
 /// - It may do anything, including reading or appending to the log; it should be quick.
 /// - A slow observer does not stall writers without bound: events go through a bounded
 ///   queue ([`WalOptions::observer_queue`](crate::WalOptions::observer_queue)); when it

@@ -74,7 +74,7 @@ impl RecordWriter {
     pub fn add_record(&mut self, payload: &[u8]) -> io::Result<()> {
         self.check()?;
         self.buf.clear();
-        let end = frame_record(&mut self.buf, self.offset, &self.crc, payload);
+        let end = frame_record(&mut self.buf, self.offset, &self.crc, payload, &[]);
         if let Err(e) = self.file.append(&self.buf) {
             self.failed = true;
             return Err(e);
@@ -306,7 +306,7 @@ mod tests {
         let mut out = Vec::new();
         let mut off = 0;
         for r in records {
-            off = frame_record(&mut out, off, &FragmentCrc::new(log), r);
+            off = frame_record(&mut out, off, &FragmentCrc::new(log), r, &[]);
         }
         out
     }
@@ -341,7 +341,7 @@ mod tests {
         let mut off = 0;
         for r in &recs {
             let mut scratch = Vec::new();
-            off = frame_record(&mut scratch, off, &FragmentCrc::new(3), r);
+            off = frame_record(&mut scratch, off, &FragmentCrc::new(3), r, &[]);
             boundaries.push(off as usize);
         }
         let cuts = (0..bytes.len())

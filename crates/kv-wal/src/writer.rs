@@ -58,45 +58,66 @@ pub(crate) struct SegmentMeta {
     pub(crate) sealed_at: Option<Instant>,
 }
 
+/// A queued batch, kept for observers (only while some are registered).
 #[derive(Debug)]
-struct Pending {
+struct Observed {
     seqs: SeqRange,
-    /// The stamped record is `Group::bytes[start..end]`.
-    start: usize,
-    end: usize,
-    /// A copy for observers, made only while some are registered.
-    batch: Option<Batch>,
+    batch: Batch,
 }
 
-/// Queued batches: their stamped records back to back in one buffer (no allocation
-/// per append once the buffers have grown).
+/// Where the next queued record lands: records are framed (fragment headers and
+/// checksums) when they are queued, under the state lock, so each batch is copied once.
+#[derive(Debug)]
+struct Framing {
+    segment: u64,
+    offset: u64,
+    crc: FragmentCrc,
+}
+
+impl Framing {
+    fn new(segment: u64, offset: u64) -> Self {
+        Framing {
+            segment,
+            offset,
+            crc: FragmentCrc::new(segment),
+        }
+    }
+}
+
+/// A point in a group's bytes where a new segment starts (the one before is full).
+#[derive(Clone, Copy, Debug)]
+struct Roll {
+    /// Index in `Group::bytes`.
+    at: usize,
+    /// Sequence number of the first batch of the new segment.
+    base_seq: u64,
+}
+
+/// Queued batches, framed back to back in one buffer (no allocation per append once
+/// the buffers have grown).
 #[derive(Debug, Default)]
 struct Group {
-    pending: Vec<Pending>,
     bytes: Vec<u8>,
+    rolls: Vec<Roll>,
+    observed: Vec<Observed>,
 }
 
 impl Group {
     /// Observer events for the group, in order.
-    fn events(&mut self, limits: &crate::batch::Limits) -> Vec<WalEvent> {
-        let bytes = &self.bytes;
-        self.pending
+    fn events(&mut self) -> Vec<WalEvent> {
+        self.observed
             .drain(..)
-            .filter_map(|p| {
-                let batch = match p.batch {
-                    Some(b) => b,
-                    None => {
-                        Batch::decode(bytes.get(p.start..p.end)?.to_vec(), limits)
-                            .ok()?
-                            .1
-                    }
-                };
-                Some(WalEvent::Appended {
-                    seqs: p.seqs,
-                    batch: Arc::new(batch),
-                })
+            .map(|o| WalEvent::Appended {
+                seqs: o.seqs,
+                batch: Arc::new(o.batch),
             })
             .collect()
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.rolls.clear();
+        self.observed.clear();
     }
 }
 
@@ -145,8 +166,13 @@ pub(crate) struct State {
     next_ticket: u64,
     queue: Group,
     spare: Group,
+    /// Where the next queued record lands (just past the queue's end).
+    frame: Framing,
     /// A thread holds the write role: it owns the file's write side (`Io`).
     writing: bool,
+    /// The holder of the write role takes the sync role next (if free; else it waits
+    /// for it), so waiters for durability sleep until a sync ends.
+    write_then_sync: bool,
     /// A thread holds the sync role: it is fsyncing, or sealing a segment.
     syncing: bool,
     /// Everything up to here was handed to the OS.
@@ -217,12 +243,9 @@ pub(crate) struct Io {
     file: Box<dyn WritableFile>,
     path: PathBuf,
     segment: u64,
-    crc: FragmentCrc,
+    /// End of what was written (where the queue's first byte lands).
     offset: u64,
     file_len: u64,
-    /// Sequence number after the last framed batch.
-    next_seq: u64,
-    buf: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -331,11 +354,8 @@ impl Wal {
             file: p.file,
             path: p.path,
             segment,
-            crc: FragmentCrc::new(segment),
             offset: SEGMENT_HEADER_LEN as u64,
             file_len: p.file_len,
-            next_seq: p.next_seq,
-            buf: Vec::new(),
         };
         let start = Progress {
             ticket: 0,
@@ -353,7 +373,9 @@ impl Wal {
                 next_ticket: 1,
                 queue: Group::default(),
                 spare: Group::default(),
+                frame: Framing::new(segment, SEGMENT_HEADER_LEN as u64),
                 writing: false,
+                write_then_sync: false,
                 syncing: false,
                 written: start,
                 durable: start,
@@ -465,23 +487,34 @@ impl Wal {
             count: batch.len() as u64,
         };
         admit(seqs)?;
-        let observed = sh.observers.active().then(|| batch.stamped(first));
         st.next_seq = seqs.end();
         let ticket = st.next_ticket;
         st.next_ticket += 1;
-        let q = &mut st.queue;
-        let start = q.bytes.len();
-        q.bytes.extend_from_slice(batch.as_bytes());
-        if let Some(rec) = q.bytes.get_mut(start..) {
-            crate::batch::stamp(rec, first, seqs.count as u32);
+        let st_ = &mut *st;
+        let (q, frame) = (&mut st_.queue, &mut st_.frame);
+        if frame.offset >= sh.opts.segment_size && frame.offset > SEGMENT_HEADER_LEN as u64 {
+            // The segment is full: this batch starts the next one.
+            q.rolls.push(Roll {
+                at: q.bytes.len(),
+                base_seq: first,
+            });
+            *frame = Framing::new(frame.segment + 1, SEGMENT_HEADER_LEN as u64);
         }
-        let end = q.bytes.len();
-        q.pending.push(Pending {
-            seqs,
-            start,
-            end,
-            batch: observed,
-        });
+        let mut head = [0u8; crate::batch::BATCH_HEADER_LEN];
+        crate::batch::stamp(&mut head, first, seqs.count as u32);
+        frame.offset = frame_record(
+            &mut q.bytes,
+            frame.offset,
+            &frame.crc,
+            batch.as_bytes(),
+            &head,
+        );
+        if sh.observers.active() {
+            q.observed.push(Observed {
+                seqs,
+                batch: batch.stamped(first),
+            });
+        }
         let need = if want_sync {
             Need::Durable(Upto::Ticket(ticket))
         } else if sh.opts.buffer_size > 0 && st.queue.bytes.len() < sh.opts.buffer_size {
@@ -555,7 +588,7 @@ impl Wal {
             st = sh.wait_role(st, Role::Write);
         }
         st.usable()?;
-        let (st, _) = sh.write(st, true);
+        let (st, _) = sh.write(st, true, false);
         st.usable()?;
         drop(st);
         Ok(self.current_segment())
@@ -689,11 +722,14 @@ impl Shared {
         }
     }
 
-    fn poison(st: &mut State, path: PathBuf, e: &Error) {
+    /// Records the first failure and wakes every waiter, so that each reports it.
+    fn poison(&self, st: &mut State, path: PathBuf, e: &Error) {
         tracing::error!(path = %path.display(), error = %e, "WAL write or sync failed; the log is poisoned");
         if st.poisoned.is_none() {
             st.poisoned = Some((path, e.to_string()));
         }
+        self.write_cv.notify_all();
+        self.sync_cv.notify_all();
     }
 
     /// Returns once `need` is met, taking the write or the sync role whenever that is
@@ -709,14 +745,15 @@ impl Shared {
                 Need::Durable(u) => (u, true),
             };
             if !st.written.covers(upto) {
-                if durable && st.syncing {
+                if durable && (st.syncing || (st.writing && st.write_then_sync)) {
                     // This batch cannot be synced before the running fsync ends: leave it
-                    // queued so that one write takes everything queued meanwhile.
+                    // queued so that one write takes everything queued meanwhile. Or the
+                    // writer at work syncs next: its fsync's end is the next news.
                     st = self.wait_role(st, Role::Sync);
                 } else if st.writing {
                     st = self.wait_role(st, Role::Write);
                 } else {
-                    let (next, threshold) = self.write(st, false);
+                    let (next, threshold) = self.write(st, false, durable);
                     st = next;
                     if let Some(last) = threshold
                         && !durable
@@ -734,34 +771,42 @@ impl Shared {
     }
 
     /// Holds the write role: takes the queue, writes it (and seals the segment if
-    /// `rotate`, or if it fills up), publishes the outcome. Also returns the group's
-    /// last ticket if it took the bytes not yet synced past the `EveryBytes` threshold.
+    /// `rotate`, or if it fills up), publishes the outcome. `then_sync`: the caller goes
+    /// on to the sync role (waiters for durability need not wake when this ends).
+    /// Also returns the group's last ticket if it took the bytes not yet synced past
+    /// the `EveryBytes` threshold.
     fn write<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         rotate: bool,
+        then_sync: bool,
     ) -> (MutexGuard<'a, State>, Option<u64>) {
         st.writing = true;
+        st.write_then_sync = then_sync;
         let spare = std::mem::take(&mut st.spare);
         let mut group = std::mem::replace(&mut st.queue, spare);
         let last = Progress {
             ticket: st.next_ticket - 1,
             seq: st.next_seq - 1,
         };
+        // Rotating: what is queued from now on goes to the next segment.
+        let rotate = rotate.then(|| {
+            st.frame = Framing::new(st.frame.segment + 1, SEGMENT_HEADER_LEN as u64);
+            st.next_seq
+        });
         drop(st);
         let mut sealed = false;
         let result = self.write_group(&group, rotate, &mut sealed);
         let mut events = Vec::new();
         if result.is_ok() && self.observers.active() {
-            events = group.events(&self.opts.limits);
+            events = group.events();
             if sealed {
                 events.push(WalEvent::Synced {
                     durable_seq: last.seq,
                 });
             }
         }
-        group.pending.clear();
-        group.bytes.clear();
+        group.clear();
         let mut threshold = None;
         // The written position moves in the same step as the events are queued: a sync
         // reading it takes its observers' place after them.
@@ -786,7 +831,7 @@ impl Shared {
                         }
                     }
                 }
-                Err((path, e)) => Self::poison(&mut st, path, &e),
+                Err((path, e)) => self.poison(&mut st, path, &e),
             }
             st
         });
@@ -822,7 +867,7 @@ impl Shared {
                 st.unsynced += covering;
                 let path = path.to_path_buf();
                 let e = Error::io(&path, e);
-                Self::poison(&mut st, path, &e);
+                self.poison(&mut st, path, &e);
             }
         }
         self.release(&mut st, Role::Sync);
@@ -885,66 +930,61 @@ impl Shared {
         result
     }
 
-    /// Frames and writes a group (under the write role); seals the segment if `rotate`,
-    /// or before a record that would start past the segment size. Sealing takes the sync
-    /// role (setting `sealed`), which the group then keeps: it syncs the new segment
-    /// too, so that everything it wrote is durable. Returns the bytes written. Errors
-    /// carry the file's path.
+    /// Writes a framed group (under the write role), sealing the segment where the
+    /// group starts a new one, and at its end if `rotate` (the base sequence number of
+    /// the next segment). Sealing takes the sync role (setting `sealed`), which the
+    /// group then keeps: it syncs the new segment too, so that everything it wrote is
+    /// durable. Returns the bytes written. Errors carry the file's path.
     fn write_group(
         &self,
         group: &Group,
-        rotate: bool,
+        rotate: Option<u64>,
         sealed: &mut bool,
     ) -> std::result::Result<u64, (PathBuf, Error)> {
         let mut guard = relock(&self.io);
         let io = &mut *guard;
         let tag = |io: &Io, e: Error| (io.path.clone(), e);
-        io.buf.clear();
-        let mut start = io.offset;
-        let mut bytes = 0;
-        for p in &group.pending {
-            if io.offset >= self.opts.segment_size && io.offset > SEGMENT_HEADER_LEN as u64 {
-                bytes += self.write_buf(io, start).map_err(|e| tag(io, e))?;
-                self.seal(io, sealed).map_err(|e| tag(io, e))?;
-                start = io.offset;
-            }
-            let record = group.bytes.get(p.start..p.end).unwrap_or_default();
-            io.offset = frame_record(&mut io.buf, io.offset, &io.crc, record);
-            io.next_seq = p.seqs.end();
+        let mut from = 0;
+        for roll in &group.rolls {
+            let part = group.bytes.get(from..roll.at).unwrap_or_default();
+            self.write_at_end(io, part).map_err(|e| tag(io, e))?;
+            self.seal(io, roll.base_seq, sealed)
+                .map_err(|e| tag(io, e))?;
+            from = roll.at;
         }
-        bytes += self.write_buf(io, start).map_err(|e| tag(io, e))?;
-        if rotate {
-            self.seal(io, sealed).map_err(|e| tag(io, e))?;
+        let part = group.bytes.get(from..).unwrap_or_default();
+        self.write_at_end(io, part).map_err(|e| tag(io, e))?;
+        if let Some(base_seq) = rotate {
+            self.seal(io, base_seq, sealed).map_err(|e| tag(io, e))?;
         } else if *sealed {
             io.file.sync_data().map_err(|e| {
                 let e = Error::io(&io.path, e);
                 (io.path.clone(), e)
             })?;
         }
-        Ok(bytes)
+        Ok(group.bytes.len() as u64)
     }
 
     /// Seals the current segment and starts the next, taking the sync role first if the
     /// group does not hold it yet.
-    fn seal(&self, io: &mut Io, sealed: &mut bool) -> Result<()> {
+    fn seal(&self, io: &mut Io, base_seq: u64, sealed: &mut bool) -> Result<()> {
         if !*sealed {
             *sealed = true;
             self.take_sync_role()?;
         }
-        self.roll(io)
+        self.roll(io, base_seq)
     }
 
-    /// Writes the framed buffer at `start`; returns its length.
-    fn write_buf(&self, io: &mut Io, start: u64) -> Result<u64> {
-        if io.buf.is_empty() {
-            return Ok(0);
+    /// Writes framed bytes where the segment's written part ends.
+    fn write_at_end(&self, io: &mut Io, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
         }
         io.file
-            .write_at(start, &io.buf)
+            .write_at(io.offset, bytes)
             .map_err(|e| Error::io(&io.path, e))?;
-        let n = io.buf.len() as u64;
+        io.offset += bytes.len() as u64;
         io.file_len = io.file_len.max(io.offset);
-        io.buf.clear();
         let mut w = relock(&self.written);
         w.segment = io.segment;
         w.offset = io.offset;
@@ -953,11 +993,12 @@ impl Shared {
         if notify {
             self.written_cv.notify_all();
         }
-        Ok(n)
+        Ok(())
     }
 
-    /// Seals the current segment and starts the next (under both roles).
-    fn roll(&self, io: &mut Io) -> Result<()> {
+    /// Seals the current segment and starts the next, whose first batch will have
+    /// sequence number `base_seq` (under both roles).
+    fn roll(&self, io: &mut Io, base_seq: u64) -> Result<()> {
         if io.file_len > io.offset {
             io.file
                 .set_len(io.offset)
@@ -967,7 +1008,7 @@ impl Shared {
         io.file.sync_all().map_err(|e| Error::io(&io.path, e))?;
         let number = io.segment + 1;
         let (file, path, len) =
-            create_segment(self.fs.as_ref(), &self.dir, number, io.next_seq, &self.opts)?;
+            create_segment(self.fs.as_ref(), &self.dir, number, base_seq, &self.opts)?;
         let syncer = file.syncer().map_err(|e| Error::io(&path, e))?;
         {
             let mut st = relock(&self.state);
@@ -982,7 +1023,7 @@ impl Shared {
             }
             segs.push(SegmentMeta {
                 number,
-                base_seq: io.next_seq,
+                base_seq,
                 bytes: SEGMENT_HEADER_LEN as u64,
                 sealed_at: None,
             });
@@ -990,7 +1031,6 @@ impl Shared {
         io.file = file;
         io.path = path;
         io.segment = number;
-        io.crc = FragmentCrc::new(number);
         io.offset = SEGMENT_HEADER_LEN as u64;
         io.file_len = len;
         let mut w = relock(&self.written);
@@ -1001,11 +1041,7 @@ impl Shared {
         if notify {
             self.written_cv.notify_all();
         }
-        tracing::debug!(
-            segment = number,
-            base_seq = io.next_seq,
-            "started a new WAL segment"
-        );
+        tracing::debug!(segment = number, base_seq, "started a new WAL segment");
         Ok(())
     }
 }
