@@ -973,7 +973,10 @@ fn send_loop(
                         wire.payload.len() as u64,
                     );
                     // Recorded before sending: the acknowledgement may come back at once.
-                    if let Some(s) = relock(&sh.sessions).get_mut(&id) {
+                    if let Some(s) = relock(&sh.sessions)
+                        .get_mut(&id)
+                        .filter(|s| s.generation == generation)
+                    {
                         s.sent = s.sent.max(wire.last_seq);
                     }
                     writer.send(&Message::Batch {
