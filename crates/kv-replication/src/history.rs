@@ -115,10 +115,24 @@ impl History {
         self.entries.last().map(|e| e.id)
     }
 
-    /// This history with a new lineage `id` from `start_seq` on (a promotion).
+    /// This history with a new lineage `id` from `start_seq` on, for a node whose data
+    /// ends at `start_seq - 1` and which starts writing (a primary starting, a replica
+    /// promoted). Entries starting at or after `start_seq` are dropped first: they
+    /// describe data this node does not have (adopted from a primary it was behind).
+    /// At [`MAX_HISTORY_ENTRIES`] the oldest entries are dropped: a node whose position
+    /// falls before the first entry then no longer agrees with anyone, so it bootstraps
+    /// (safe, never a silent divergence). Fails only for `start_seq` 0 or beyond the
+    /// sequence number space.
     pub fn extended(&self, id: u64, start_seq: u64) -> std::result::Result<History, String> {
-        let mut entries = self.entries.clone();
+        let mut entries: Vec<HistoryEntry> = self
+            .entries
+            .iter()
+            .copied()
+            .filter(|e| e.start_seq < start_seq)
+            .collect();
         entries.push(HistoryEntry { id, start_seq });
+        let excess = entries.len().saturating_sub(MAX_HISTORY_ENTRIES);
+        entries.drain(..excess);
         History::from_entries(entries)
     }
 
@@ -288,7 +302,24 @@ mod tests {
             }])
             .is_err()
         );
-        assert!(b.extended(4, 101).is_err(), "start must increase");
+        // A node behind its adopted history's last entry drops what it does not have.
+        let behind = b.extended(4, 91).unwrap();
+        assert_eq!(behind.entries().len(), 2);
+        assert!(behind.agrees_with(&b, 90));
+        assert!(!behind.agrees_with(&b, 91));
+        // Restarted at the same position: the unused entry is replaced.
+        assert_eq!(behind.extended(5, 91).unwrap().entries().len(), 2);
+        assert!(b.extended(4, 0).is_err());
+        // Bounded: the oldest entries go.
+        let mut long = History::new_root(1);
+        for i in 0..MAX_HISTORY_ENTRIES as u64 + 10 {
+            long = long.extended(i + 2, i + 2).unwrap();
+        }
+        assert_eq!(long.entries().len(), MAX_HISTORY_ENTRIES);
+        assert!(
+            !long.agrees_with(&long, 1),
+            "before the first entry: no agreement"
+        );
     }
 
     #[test]

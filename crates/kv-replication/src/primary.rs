@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::history::{History, NodeState, random_id};
 use crate::protocol::{
     DEFAULT_MAX_FRAME, ErrorCode, FileMeta, FrameReader, FrameWriter, Hello, Message,
-    PROTOCOL_VERSION, Welcome,
+    PROTOCOL_VERSION, Welcome, is_timeout,
 };
 use crate::transport::{Listener, Stream};
 use crate::wire_batch::WireBatchBuilder;
@@ -72,7 +72,8 @@ pub struct PrimaryOptions {
     /// Semi-synchronous writes, if any. Default none (asynchronous).
     pub semi_sync: Option<SemiSync>,
     /// Where checkpoints for bootstrapping replicas are made (each in its own
-    /// subdirectory, deleted after it is sent). Default: `<db path>.bootstrap`.
+    /// subdirectory, deleted after it is sent; leftovers of a crash are deleted at the
+    /// next start). Default: `<db path>.bootstrap`.
     pub checkpoint_dir: Option<PathBuf>,
     /// Largest frame accepted from a replica, and the largest the primary sends: a WAL
     /// batch too large to fit (only possible with kv-wal record limits raised above
@@ -301,17 +302,24 @@ impl Primary {
             return Err(Error::InvalidArgument("no codec allowed".into()));
         }
         let fs = db.fs();
-        let node = match NodeState::load(&*fs, db.path())? {
-            Some(n) if !n.history.is_empty() => n,
-            other => {
-                let n = NodeState {
-                    node_id: other.map_or_else(random_id, |n| n.node_id),
-                    history: History::new_root(random_id()),
-                };
-                n.store(&*fs, db.path())?;
-                n
-            }
+        // Every start as a primary opens a new lineage at the next sequence number
+        // (replacing the previous one if nothing was written under it): a primary
+        // restored from a backup, or a replica's data opened as a primary, can then
+        // never be mistaken for the history it left.
+        // A database that never had a history (never served, never followed) starts
+        // one at seq 1: what it holds was written by this lineage.
+        let old = NodeState::load(&*fs, db.path())?;
+        let next = db.last_seq().get() + 1;
+        let history = match old.as_ref().map(|n| &n.history) {
+            Some(h) if !h.is_empty() => h.extended(random_id(), next),
+            _ => Ok(History::new_root(random_id())),
+        }
+        .map_err(Error::InvalidArgument)?;
+        let node = NodeState {
+            node_id: old.as_ref().map_or_else(random_id, |n| n.node_id),
+            history,
         };
+        node.store(&*fs, db.path())?;
         let shared = Arc::new(Shared {
             db: Arc::clone(&db),
             opts,
@@ -326,6 +334,13 @@ impl Primary {
             counters: Counters::default(),
             threads: Mutex::new(Vec::new()),
         });
+        // Checkpoints left by a crash in the middle of a bootstrap.
+        let leftovers = shared.checkpoint_dir();
+        if let Ok(names) = fs.list_dir(&leftovers) {
+            for n in names {
+                remove_dir(&*fs, &leftovers.join(n));
+            }
+        }
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         let observer = db.wal().register_observer(Arc::new(move |ev: &WalEvent| {
             let Some(sh) = weak.upgrade() else { return };
@@ -379,7 +394,7 @@ impl Primary {
                 }
             })
             .map_err(|e| Error::io("spawning the accept thread", e))?;
-        relock(&self.shared.threads).push(t);
+        push_thread(&self.shared, t);
         Ok(())
     }
 
@@ -523,6 +538,23 @@ impl Drop for Primary {
     }
 }
 
+/// Keeps `t` to join at stop, joining the threads that have finished meanwhile (a
+/// long-running primary sees many sessions come and go).
+fn push_thread(sh: &Shared, t: JoinHandle<()>) {
+    let mut threads = relock(&sh.threads);
+    let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *threads)
+        .into_iter()
+        .partition(JoinHandle::is_finished);
+    *threads = running;
+    threads.push(t);
+    drop(threads);
+    for t in done {
+        if t.join().is_err() {
+            tracing::error!("a replication thread panicked");
+        }
+    }
+}
+
 fn spawn_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) {
     let sh2 = Arc::clone(sh);
     let peer = stream.peer();
@@ -537,7 +569,7 @@ fn spawn_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) {
             }
         });
     match spawned {
-        Ok(t) => relock(&sh.threads).push(t),
+        Ok(t) => push_thread(sh, t),
         Err(e) => tracing::error!(peer = %peer, error = %e, "could not start a session thread"),
     }
 }
@@ -594,22 +626,54 @@ fn bootstrap_reason(sh: &Shared, hello: &Hello) -> Option<String> {
     None
 }
 
+/// Largest frame a replica sends: a hello with a full history is under 100 KiB, and
+/// acks, resend requests and heartbeats are a few bytes. A small limit keeps an
+/// unauthenticated peer from making the primary allocate much.
+const MAX_REPLICA_FRAME: usize = 1 << 20;
+
+/// Reads the hello within the session timeout overall (a peer trickling bytes cannot
+/// hold the session open), giving up when the primary stops.
+fn read_hello(sh: &Shared, reader: &mut FrameReader<Box<dyn Stream>>) -> Result<Message> {
+    let deadline = Instant::now() + sh.opts.session_timeout;
+    loop {
+        match reader.read() {
+            Err(e) if is_timeout(&e) => {
+                if sh.stop.load(Ordering::Acquire) || Instant::now() >= deadline {
+                    return Err(protocol(
+                        reader.peer(),
+                        reader.offset(),
+                        "no hello within the session timeout".into(),
+                    ));
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
 fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
     let peer = stream.peer();
     stream
-        .set_read_timeout(Some(sh.opts.session_timeout))
+        .set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(|e| Error::io(&peer, e))?;
     let mut reader = FrameReader::new(
         stream.try_clone_stream().map_err(|e| Error::io(&peer, e))?,
         peer.clone(),
-        sh.opts.max_frame,
+        MAX_REPLICA_FRAME.min(sh.opts.max_frame),
     );
     let mut writer = FrameWriter::new(
         stream.try_clone_stream().map_err(|e| Error::io(&peer, e))?,
         peer.clone(),
     );
-    let hello = match reader.read()? {
-        Message::Hello(h) => h,
+    let hello = match read_hello(sh, &mut reader)? {
+        Message::Hello(h) if h.applied_seq <= kv_wal::MAX_SEQ => h,
+        Message::Hello(h) => {
+            return Err(protocol(
+                &peer,
+                reader.offset(),
+                format!("hello claims seq {}", h.applied_seq),
+            ));
+        }
         other => {
             let _ = writer.send(&Message::Error {
                 code: ErrorCode::Protocol,
@@ -646,6 +710,9 @@ fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
         });
         return Err(Error::Remote { peer, message });
     };
+    stream
+        .set_read_timeout(Some(sh.opts.session_timeout))
+        .map_err(|e| Error::io(&peer, e))?;
 
     // Register the session, pinning the log at what the replica needs next, before
     // deciding whether the log still holds it (so it cannot be released in between).
@@ -671,7 +738,9 @@ fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
                 peer: peer.clone(),
                 generation,
                 connected: true,
-                acked: hello.applied_seq,
+                // Only acknowledgements count (a hello's position is a claim: the
+                // replica may be about to bootstrap).
+                acked: 0,
                 sent: hello.applied_seq,
                 codec,
                 last_heard: Instant::now(),
@@ -732,9 +801,11 @@ fn serve_replica(
     let mut applied = hello.applied_seq;
     if let Some(reason) = bootstrap_reason(sh, hello) {
         tracing::warn!(replica = id, reason = %reason, "replica must bootstrap from a checkpoint");
-        applied = send_checkpoint(sh, id, &reason, writer)?;
-        if let Some(s) = relock(&sh.sessions).get_mut(&id) {
-            s.acked = applied;
+        applied = send_checkpoint(sh, id, generation, &reason, writer)?;
+        if let Some(s) = relock(&sh.sessions)
+            .get_mut(&id)
+            .filter(|s| s.generation == generation)
+        {
             s.sent = applied;
         }
     }
@@ -942,6 +1013,15 @@ fn send_loop(
             if end - 1 > durable {
                 break;
             }
+            // A batch that would take the group over the limit goes in the next one
+            // (alone if it is that large by itself), so a frame only ever exceeds the
+            // limit by one WAL batch's worth when that batch is alone.
+            if builder.entries() > 0
+                && builder.raw_len() + batch.encoded_len() + 4 > opts.max_batch_bytes
+            {
+                full = true;
+                break;
+            }
             builder.push(&batch, first)?;
             source.pending = None;
             next = end;
@@ -1028,6 +1108,7 @@ fn send_loop(
 fn send_checkpoint(
     sh: &Shared,
     id: u64,
+    generation: u64,
     reason: &str,
     writer: &mut FrameWriter<Box<dyn Stream>>,
 ) -> Result<u64> {
@@ -1041,23 +1122,34 @@ fn send_checkpoint(
     // Keep the whole retained log while the checkpoint is made, then from just after it.
     let pin = db.wal().pin(db.wal().oldest_retained_seq());
     let result = (|| {
-        let seq = db.checkpoint(&dir)?.get();
-        pin.set(seq + 1);
-        if let Some(s) = relock(&sh.sessions).get_mut(&id) {
-            s.pin.set(seq + 1);
-        }
-        let mut files = Vec::new();
-        let mut names = fs.list_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
-        names.sort();
-        for n in &names {
-            let p = dir.join(n);
-            let (len, checksum) = hash_file(&*fs, &p)?;
-            files.push(FileMeta {
-                name: n.clone(),
-                len,
-                checksum,
-            });
-        }
+        // Making and hashing the checkpoint can take long: heartbeats meanwhile tell
+        // the replica the primary is alive (it waits for them, not for a deadline).
+        let (seq, files) = with_heartbeats(sh, writer, || -> Result<(u64, Vec<FileMeta>)> {
+            let seq = db.checkpoint(&dir)?.get();
+            pin.set(seq + 1);
+            if let Some(s) = relock(&sh.sessions)
+                .get_mut(&id)
+                .filter(|s| s.generation == generation)
+            {
+                s.pin.set(seq + 1);
+            }
+            let mut files = Vec::new();
+            let mut names = fs.list_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
+            names.sort();
+            for n in &names {
+                if sh.stopping(id, generation) {
+                    return Err(Error::Stopped);
+                }
+                let p = dir.join(n);
+                let (len, checksum) = hash_file(&*fs, &p)?;
+                files.push(FileMeta {
+                    name: n.clone(),
+                    len,
+                    checksum,
+                });
+            }
+            Ok((seq, files))
+        })?;
         writer.send(&Message::BootstrapBegin {
             checkpoint_seq: seq,
             reason: reason.to_string(),
@@ -1087,6 +1179,40 @@ fn send_checkpoint(
     })();
     remove_dir(&*fs, &dir);
     result
+}
+
+/// Runs `work` while another thread sends a heartbeat every heartbeat interval through
+/// `writer` (which `work` does not use).
+fn with_heartbeats<T>(
+    sh: &Shared,
+    writer: &mut FrameWriter<Box<dyn Stream>>,
+    work: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let beat = scope.spawn(|| -> Result<()> {
+            let mut last = Instant::now();
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+                if last.elapsed() >= sh.opts.heartbeat {
+                    writer.send(&Message::Heartbeat {
+                        durable_seq: sh.db.wal().durable_seq(),
+                    })?;
+                    last = Instant::now();
+                }
+            }
+            Ok(())
+        });
+        let result = work();
+        done.store(true, Ordering::Release);
+        let beats = beat.join().unwrap_or_else(|_| {
+            Err(Error::InvalidArgument(
+                "the heartbeat thread panicked".into(),
+            ))
+        });
+        let value = result?;
+        beats.map(|()| value)
+    })
 }
 
 fn hash_file(fs: &dyn kv_wal::Fs, p: &Path) -> Result<(u64, u64)> {

@@ -359,8 +359,8 @@ impl Replica {
         s
     }
 
-    /// Waits until the replica has applied and acknowledged everything up to `seq`;
-    /// false on timeout.
+    /// Waits until the replica has applied everything up to `seq` and made it durable
+    /// (its acknowledgement follows); false on timeout.
     pub fn wait_for_seq(&self, seq: u64, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         let mut st = relock(&self.shared.stats);
@@ -395,6 +395,8 @@ impl Replica {
         if let Some(s) = relock(&self.shared.stream).as_ref() {
             s.shutdown();
         }
+        // Under the lock the loop checks `stop` with before it waits: no lost wake-up.
+        drop(relock(&self.shared.stats));
         self.shared.progress.notify_all();
         if let Some(t) = self.thread.take()
             && t.join().is_err()
@@ -414,6 +416,7 @@ impl Replica {
         let db = self.db();
         let sh = &*self.shared;
         let mut node = relock(&sh.node);
+        db.wal().sync()?;
         let next = db.last_seq().get() + 1;
         node.history = node
             .history
@@ -457,6 +460,8 @@ struct Worker {
     primary_durable: u64,
     /// Replaced databases, deleted once no reader holds them.
     retired: Vec<(Arc<Db>, PathBuf)>,
+    /// Consecutive batches that failed their checks.
+    bad_batches: u32,
 }
 
 impl Worker {
@@ -473,6 +478,7 @@ impl Worker {
             heard: VecDeque::new(),
             primary_durable: 0,
             retired: Vec::new(),
+            bad_batches: 0,
         }
     }
 
@@ -663,20 +669,29 @@ impl Worker {
                 return Err(Error::Stopped);
             }
             let node = relock(&sh.node).clone();
+            // Whatever was applied is made durable first, so the position said is
+            // both what the replica holds and what survives a crash.
+            let db = self.db();
+            db.wal().sync()?;
             conn.writer.send(&Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 replica_id: node.node_id,
-                // What it holds durably: anything applied beyond (a failed fsync) is
-                // sent again and skipped as a duplicate.
-                applied_seq: self.db().wal().durable_seq(),
+                applied_seq: db.last_seq().get(),
                 codecs: opts.codecs.clone(),
                 history: node.history,
             }))?;
             self.conn = Some(conn);
         }
-        match self.read(opts.handshake_timeout)? {
+        let msg = loop {
+            // (A primary making a checkpoint for us sends heartbeats meanwhile.)
+            match self.read(opts.handshake_timeout)? {
+                Message::Heartbeat { .. } => {}
+                m => break m,
+            }
+        };
+        match msg {
             Message::Welcome(w) => {
-                let applied = self.db().wal().durable_seq();
+                let applied = self.db().last_seq().get();
                 let peer = self.conn()?.peer.clone();
                 if w.start_seq != applied + 1 {
                     return Err(protocol(
@@ -706,8 +721,14 @@ impl Worker {
                     *node = new;
                 }
                 drop(node);
+                // Tell the primary what is held (it counts acknowledgements only, not
+                // what a hello claims).
+                let c = self.conn()?;
+                c.writer.send(&Message::Ack {
+                    durable_seq: applied,
+                })?;
+                c.last_sent = Instant::now();
                 self.note_primary(w.durable_seq);
-                self.backoff = opts.backoff_min;
                 self.nacked = None;
                 relock(&sh.stats).connects += 1;
                 Ok(Event::Welcomed)
@@ -993,12 +1014,21 @@ impl Worker {
         let entries = match batch.decode(self.sh.opts.max_batch_bytes, &db_limits(&self.sh.opts)) {
             Ok(e) => e,
             Err(e) => {
-                // Damaged in a way the frame checksum did not catch: ask again.
+                // Damaged in a way the frame checksum did not catch: ask again, a few
+                // times; a batch that keeps failing (limits smaller than the
+                // primary's?) is an error, reported and backed off from.
+                self.bad_batches += 1;
+                if self.bad_batches >= 3 {
+                    self.bad_batches = 0;
+                    return Err(e);
+                }
                 tracing::warn!(error = %e, "damaged batch; requesting a resend");
+                self.nacked = None;
                 self.nack(applied + 1)?;
                 return Ok(Event::NothingApplied);
             }
         };
+        self.bad_batches = 0;
         let mut ops = 0u64;
         let mut skipped = 0u64;
         for (first, wal_batch) in entries {
@@ -1026,6 +1056,10 @@ impl Worker {
             let mut st = relock(&self.sh.stats);
             st.ops_applied += ops;
             st.duplicates_skipped += skipped;
+        }
+        if ops > 0 {
+            // Progress: the next failure backs off from the start again.
+            self.backoff = self.sh.opts.backoff_min;
         }
         Ok(if ops > 0 {
             Event::Applied

@@ -154,8 +154,8 @@ impl WireBatch {
     /// Decompresses and checks the batch (length, checksum, each WAL batch's framing
     /// and limits, sequence numbers consecutive from `first_seq` to `last_seq`) and
     /// returns the WAL batches with their first sequence numbers. Never panics on any
-    /// input; allocates at most `max_len` (checked before decompressing) plus the
-    /// payload.
+    /// input; allocates at most about twice `max_len` (checked before decompressing:
+    /// the decompressed bytes and the batches copied out of them).
     pub fn decode(
         &self,
         max_len: usize,

@@ -149,7 +149,8 @@ fn promotion_continues_the_sequence_and_the_old_primary_must_bootstrap_or_follow
         .unwrap();
     assert_eq!(seq.get(), at_failover + 1, "sequence numbers continue");
     let new_primary = Primary::start(Arc::clone(&new_db), primary_options()).unwrap();
-    assert_eq!(new_primary.history().entries().len(), 2);
+    // The original lineage, the promotion, and this start as a primary.
+    assert_eq!(new_primary.history().entries().len(), 3);
     let (l2, c2) = mem_network();
     new_primary.serve(Box::new(l2)).unwrap();
 

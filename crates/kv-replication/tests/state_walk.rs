@@ -107,6 +107,13 @@ impl Conn {
                 durable_seq: durable,
             }))
             .unwrap();
+        // The replica answers with what it holds.
+        assert_eq!(
+            self.reply(),
+            Message::Ack {
+                durable_seq: start - 1
+            }
+        );
     }
     /// Sends the batches `from..=to`.
     fn batch(&mut self, src: &Source, from: u64, to: u64, durable: u64) {
@@ -298,8 +305,10 @@ fn the_loop_walks_every_transition_of_the_table() {
         add(&r.stop().unwrap().transitions); // Streaming -> Stopped
     }
 
-    // 2. A failed fsync (FsyncPending -> Error), then applying on the poisoned log
-    //    fails (Applying -> Error); stopped while backing off.
+    // 2. A batch that keeps failing its checks (Applying -> Error after two resend
+    //    requests), then a failed fsync (FsyncPending -> Error); after that the log is
+    //    poisoned and the replica cannot even say where it is, so it keeps failing
+    //    until stopped.
     {
         let fs = Arc::new(FaultFs::new(1));
         let (l, c) = mem_network();
@@ -311,19 +320,36 @@ fn the_loop_walks_every_transition_of_the_table() {
         let mut c = Conn::accept(&l);
         c.hello();
         c.welcome(&src, 1, 60);
+        let mut bad = WireBatchBuilder::new(Codec::None);
+        bad.push(&src.batches[0], 1).unwrap();
+        let mut bad = bad.finish().unwrap().unwrap();
+        bad.checksum ^= 1;
+        for _ in 0..2 {
+            c.w.send(&Message::Batch {
+                durable_seq: 60,
+                batch: bad.clone(),
+            })
+            .unwrap();
+            assert_eq!(c.reply(), Message::Nack { resend_from: 1 });
+        }
+        c.w.send(&Message::Batch {
+            durable_seq: 60,
+            batch: bad,
+        })
+        .unwrap();
+        c.r.read().unwrap_err(); // the replica gave up on this connection
+        assert!(r.stats().last_error.unwrap().contains("checksum"));
+
+        let mut c = Conn::accept(&l);
+        assert_eq!(c.hello(), 0);
+        c.welcome(&src, 1, 60);
         wait_state(&r, State::Streaming);
         fs.fail_from(FsOp::SyncData, 1, Fault::Eio);
         fs.fail_from(FsOp::SyncAll, 1, Fault::Eio);
-        c.batch(&src, 1, 5, 60);
-        let mut c = Conn::accept(&l);
-        assert_eq!(c.hello(), 0, "nothing became durable");
-        assert!(r.stats().last_error.unwrap().contains("injected"));
-        c.welcome(&src, 1, 60);
-        c.batch(&src, 1, 5, 60); // all duplicates of what is applied: nothing to do
-        c.batch(&src, 6, 8, 60); // the poisoned log refuses: Applying -> Error
-        let _ = Conn::accept(&l);
-        let stats = r.stop().unwrap(); // Connecting or Backoff -> Stopped
-        assert!(stats.errors >= 2);
+        c.batch(&src, 1, 5, 60); // applied, then the fsync fails
+        c.r.read().unwrap_err();
+        let stats = r.stop().unwrap(); // Connecting, Error or Backoff -> Stopped
+        assert!(stats.last_error.unwrap().contains("injected"));
         add(&stats.transitions);
     }
 
