@@ -157,3 +157,53 @@ fn a_restarted_replica_resumes_where_it_was() {
     }
     assert_eq!(primary.stats().bootstraps, 0);
 }
+
+#[test]
+fn a_large_batch_among_small_ones_is_sent_alone_within_the_frame_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // No flush: the log keeps everything, so the batches are streamed, not bootstrapped.
+    let db = Arc::new(Db::open(dir.path().join("primary"), kv_engine::Options::default()).unwrap());
+    let primary = Primary::start(
+        Arc::clone(&db),
+        kv_replication::PrimaryOptions {
+            max_batch_bytes: 64 << 10,
+            max_frame: 200 << 10,
+            codecs: vec![Codec::None],
+            ..primary_options()
+        },
+    )
+    .unwrap();
+    let (l, c) = mem_network();
+    primary.serve(Box::new(l)).unwrap();
+    let mut rng = Rng(5);
+    // Small batches filling most of a 64 KiB group (about 53 KB), then one of 160 KiB:
+    // grouped together they would exceed the 200 KiB frame limit.
+    for i in 0..200 {
+        db.put(format!("small{i:04}"), value(&mut rng, 200))
+            .unwrap();
+    }
+    db.put("large", value(&mut rng, 160 << 10)).unwrap();
+    for i in 0..10 {
+        db.put(format!("after{i}"), "x").unwrap();
+    }
+    db.wal().sync().unwrap(); // all durable: the first group is cut by size alone
+    let r = Replica::open(
+        dir.path().join("r"),
+        Arc::new(c),
+        ReplicaOptions {
+            max_frame: 200 << 10,
+            codecs: vec![Codec::None],
+            ..replica_options()
+        },
+    )
+    .unwrap();
+    assert!(
+        r.wait_for_seq(db.last_seq().get(), Duration::from_secs(30))
+            .unwrap(),
+        "{:?}",
+        r.stats()
+    );
+    assert_eq!(digest(&r.db()), digest(&db));
+    assert_eq!(r.stats().errors, 0);
+    assert_eq!(r.stats().bootstraps, 0);
+}
