@@ -95,6 +95,7 @@ pub struct WalOptions {
     pub(crate) retention_cap: RetentionCap,
     pub(crate) observer_queue: usize,
     pub(crate) observer_max_wait: Duration,
+    pub(crate) group_commit_wait: Duration,
     pub(crate) initial_seq: u64,
     pub(crate) lock: bool,
 }
@@ -112,6 +113,7 @@ impl Default for WalOptions {
             retention_cap: RetentionCap::default(),
             observer_queue: 4096,
             observer_max_wait: Duration::from_millis(100),
+            group_commit_wait: Duration::from_millis(1),
             initial_seq: 1,
             lock: true,
         }
@@ -174,6 +176,15 @@ impl WalOptions {
     /// and telling observers they lagged (default 100 ms).
     pub fn observer_max_wait(mut self, d: Duration) -> Self {
         self.observer_max_wait = d;
+        self
+    }
+    /// The longest a thread about to start an fsync waits to gather a bigger group
+    /// (default 1 ms; [`Duration::ZERO`] never waits). It waits only when, at the end of
+    /// the previous fsync, more threads were waiting for durability than are now (the
+    /// ones that fsync released usually append again at once), only until they are
+    /// back, and never longer than the previous fsync took. A single writer never waits.
+    pub fn group_commit_wait(mut self, max: Duration) -> Self {
+        self.group_commit_wait = max;
         self
     }
     /// The first sequence number of a brand-new log (default 1).

@@ -190,6 +190,15 @@ pub(crate) struct State {
     /// wake-up is a system call even when nobody waits).
     write_waiters: usize,
     sync_waiters: usize,
+    /// What each thread inside `wait_for` that needs durability waits for.
+    durable_waiters: Vec<Upto>,
+    /// How many of those there were when the last fsync ended: the group the next one
+    /// waits to gather (see `Shared::gather`).
+    regroup: usize,
+    /// A thread is gathering the next group before it starts an fsync.
+    gathering: bool,
+    /// How long the last fsync took.
+    last_sync: Duration,
 }
 
 impl State {
@@ -209,6 +218,15 @@ impl State {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    /// Threads waiting for durability that the durable position does not cover yet.
+    fn unmet_durable_waiters(&self) -> usize {
+        let durable = self.durable;
+        self.durable_waiters
+            .iter()
+            .filter(|u| !durable.covers(**u))
+            .count()
     }
 
     /// Whether `need` is met.
@@ -258,6 +276,8 @@ pub(crate) struct Shared {
     write_cv: Condvar,
     /// Signalled when the sync role is let go of (and the durable position moved).
     sync_cv: Condvar,
+    /// Signalled when the group being gathered is complete.
+    gather_cv: Condvar,
     io: Mutex<Io>,
     pub(crate) segments: Mutex<Vec<SegmentMeta>>,
     pub(crate) written: Mutex<Written>,
@@ -386,9 +406,14 @@ impl Wal {
                 closed: false,
                 write_waiters: 0,
                 sync_waiters: 0,
+                durable_waiters: Vec::new(),
+                regroup: 0,
+                gathering: false,
+                last_sync: Duration::ZERO,
             }),
             write_cv: Condvar::new(),
             sync_cv: Condvar::new(),
+            gather_cv: Condvar::new(),
             io: Mutex::new(io),
             segments: Mutex::new(p.segments),
             written: Mutex::new(Written {
@@ -730,28 +755,45 @@ impl Shared {
         }
         self.write_cv.notify_all();
         self.sync_cv.notify_all();
+        self.gather_cv.notify_all();
     }
 
     /// Returns once `need` is met, taking the write or the sync role whenever that is
     /// what stands in the way and nobody holds it.
     fn wait_for<'a>(&'a self, mut st: MutexGuard<'a, State>, mut need: Need) -> Result<()> {
-        loop {
+        // What this thread registered in `durable_waiters`, and whether it gathered.
+        let (mut counted, mut gathered) = (None, false);
+        let result = loop {
             if st.met(need) {
-                return Ok(());
+                break Ok(());
             }
-            st.check_poisoned()?;
+            if let Err(e) = st.check_poisoned() {
+                break Err(e);
+            }
             let (upto, durable) = match need {
                 Need::Written(u) => (u, false),
                 Need::Durable(u) => (u, true),
             };
+            if durable && counted.is_none() {
+                counted = Some(upto);
+                st.durable_waiters.push(upto);
+                if st.gathering && st.unmet_durable_waiters() >= st.regroup {
+                    self.gather_cv.notify_one();
+                }
+            }
+            // An fsync is running or about to: whatever this thread needs synced, the
+            // next news is that fsync's end.
+            let sync_coming = st.syncing || st.gathering || (st.writing && st.write_then_sync);
             if !st.written.covers(upto) {
-                if durable && (st.syncing || (st.writing && st.write_then_sync)) {
-                    // This batch cannot be synced before the running fsync ends: leave it
-                    // queued so that one write takes everything queued meanwhile. Or the
-                    // writer at work syncs next: its fsync's end is the next news.
+                if durable && sync_coming {
+                    // This batch cannot be synced before the coming fsync ends: leave it
+                    // queued so that one write takes everything queued meanwhile.
                     st = self.wait_role(st, Role::Sync);
                 } else if st.writing {
                     st = self.wait_role(st, Role::Write);
+                } else if durable && !gathered && self.should_gather(&st) {
+                    gathered = true;
+                    st = self.gather(st);
                 } else {
                     let (next, threshold) = self.write(st, false, durable);
                     st = next;
@@ -762,12 +804,57 @@ impl Shared {
                         need = Need::Durable(Upto::Ticket(last));
                     }
                 }
-            } else if st.syncing {
+            } else if sync_coming {
                 st = self.wait_role(st, Role::Sync);
+            } else if !gathered && self.should_gather(&st) {
+                gathered = true;
+                st = self.gather(st);
             } else {
                 st = self.sync_written(st);
             }
+        };
+        if let Some(upto) = counted
+            && let Some(i) = st.durable_waiters.iter().position(|u| *u == upto)
+        {
+            st.durable_waiters.swap_remove(i);
         }
+        result
+    }
+
+    /// Whether the thread about to start an fsync should first gather a group: when the
+    /// last fsync ended, more threads were waiting for durability than are now. Those
+    /// it released are likely to append again at once; without waiting for them, every
+    /// fsync covers only the half that queued during the previous one.
+    fn should_gather(&self, st: &State) -> bool {
+        st.regroup >= 2
+            && st.unmet_durable_waiters() < st.regroup
+            && !self.gather_wait(st).is_zero()
+    }
+
+    /// At most [`WalOptions::group_commit_wait`], and at most the last fsync's duration
+    /// (so that gathering never costs more than the fsync it saves).
+    fn gather_wait(&self, st: &State) -> Duration {
+        self.opts.group_commit_wait.min(st.last_sync)
+    }
+
+    /// Waits (bounded by `gather_wait`) until as many threads wait for durability not
+    /// yet reached as waited when the last fsync ended.
+    fn gather<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let deadline = Instant::now() + self.gather_wait(&st);
+        st.gathering = true;
+        while st.unmet_durable_waiters() < st.regroup && st.poisoned.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .gather_cv
+                .wait_timeout(st, deadline - now)
+                .map(|r| r.0)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        st.gathering = false;
+        st
     }
 
     /// Holds the write role: takes the queue, writes it (and seals the segment if
@@ -853,10 +940,14 @@ impl Shared {
             let syncer = Arc::clone(&st.syncer);
             (st.written, covering, syncer, Arc::clone(&st.syncer_path))
         });
+        let started = Instant::now();
         let result = syncer.sync_data();
+        let took = started.elapsed();
         self.observers
             .end_sync(reserved, result.is_ok().then_some(target.seq));
         let mut st = relock(&self.state);
+        st.last_sync = took;
+        st.regroup = st.durable_waiters.len();
         match result {
             Ok(()) => {
                 if target.ticket >= st.durable.ticket {

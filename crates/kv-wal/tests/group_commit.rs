@@ -50,6 +50,72 @@ fn eight_threads_with_sync_always_share_fsyncs() {
     assert_eq!(got.len() as u64, appends);
 }
 
+/// Without gathering, threads released by one fsync append again while the next one
+/// runs, so each fsync covers only about half of them (the other half queued during the
+/// previous one). The thread about to start an fsync waits (bounded) for them.
+#[test]
+fn an_fsync_gathers_the_writers_the_previous_one_released() {
+    let run = |wait: Duration| {
+        let (fs, opts) = fault_opts(7);
+        fs.set_sync_delay(Duration::from_millis(20));
+        let wal = Wal::open(
+            dir(),
+            opts.sync_policy(SyncPolicy::Always).group_commit_wait(wait),
+        )
+        .unwrap();
+        fs.reset_counts();
+        let (threads, per) = (8u64, 12u64);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let wal = &wal;
+                s.spawn(move || {
+                    for i in 0..per {
+                        wal.append(&batch(t * 1000 + i, 1, 20)).unwrap();
+                    }
+                });
+            }
+        });
+        fs.count(FsOp::SyncData)
+    };
+    // Gathering (bounded by the 20 ms fsync): close to one fsync per round of 8.
+    let gathered = run(Duration::from_secs(1));
+    // Not gathering: the two halves alternate.
+    let alternating = run(Duration::ZERO);
+    assert!(
+        gathered * 4 < alternating * 3,
+        "{gathered} fsyncs gathering against {alternating} without, for 96 appends"
+    );
+}
+
+#[test]
+fn a_lone_writer_never_waits_to_gather() {
+    let (fs, opts) = fault_opts(8);
+    fs.set_sync_delay(Duration::from_millis(5));
+    let wal = Wal::open(
+        dir(),
+        opts.sync_policy(SyncPolicy::Always)
+            .group_commit_wait(Duration::from_secs(10)),
+    )
+    .unwrap();
+    // Two writers once, so that the log has seen a group, then one alone.
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let wal = &wal;
+            s.spawn(move || wal.append(&batch(t, 1, 1)).unwrap());
+        }
+    });
+    let start = std::time::Instant::now();
+    for i in 0..20 {
+        wal.append(&batch(10 + i, 1, 1)).unwrap();
+    }
+    // 20 fsyncs of 5 ms; a gathering wait would add up to an fsync's duration each.
+    assert!(
+        start.elapsed() < Duration::from_millis(20 * 5 + 5 + 80),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[test]
 fn sync_never_does_not_fsync_and_per_append_override_does() {
     let (fs, opts) = fault_opts(2);
