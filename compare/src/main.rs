@@ -9,28 +9,39 @@
 
 use std::process::ExitCode;
 
+use kv_compare::engines::ROCKSDB;
 use kv_compare::report::Table;
 use kv_compare::{Engine, Scale, Settings, Workload};
 
 const USAGE: &str = "\
-usage: kv-compare [--runs N] [--engines kv,fjall] [--workloads NAME,..] [--tiny]
+usage: kv-compare [--runs N] [--engines kv,fjall] [--workloads NAME,..] [--tiny] [--machine]
 
 Runs each workload on a fresh database per engine, N rounds (default 3, engine order
 alternating), and prints the median throughput of each engine and kv's ratio to each
 peer (above 1: kv is faster).
 
   --runs N          rounds (default 3)
-  --engines LIST    engines, first one is the baseline of the ratios (default kv,fjall)
+  --engines LIST    engines, first one is the baseline of the ratios (default: every
+                    engine built in: kv,fjall, and rocksdb with the `rocksdb` feature)
   --workloads LIST  workloads (default all): put-nosync-1t, put-nosync-4t, put-sync-1t,
                     put-sync-8t, get-hit, get-miss, scan-10k
   --tiny            a tiny scale, to check that everything runs (figures meaningless)
+  --machine         instead of the tables, print one line per run on stdout:
+                    `kv-compare-run workload=W engine=E round=R unit=U ops=N nanos=T`
+                    (`cargo xtask bench --vs` runs one engine per process this way)
+  --list-workloads  print the workload names, one per line, and exit
 ";
+
+/// The first word of a `--machine` result line.
+const RUN_LINE: &str = "kv-compare-run";
 
 struct Args {
     runs: usize,
     engines: Vec<Engine>,
     workloads: Vec<Workload>,
     scale: Scale,
+    machine: bool,
+    list_workloads: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +50,8 @@ fn parse_args() -> Result<Args, String> {
         engines: Engine::ALL.to_vec(),
         workloads: Workload::ALL.to_vec(),
         scale: Scale::default(),
+        machine: false,
+        list_workloads: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -53,12 +66,21 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or(format!("bad --runs {v}"))?;
             }
             "--engines" => {
-                args.engines = list(&value()?, Engine::from_name, "engine")?;
+                let names = value()?;
+                if !cfg!(feature = "rocksdb") && names.split(',').any(|n| n.trim() == ROCKSDB) {
+                    return Err(format!(
+                        "this binary was built without RocksDB: rebuild with `--features {ROCKSDB}` \
+                         (needs clang and libclang)"
+                    ));
+                }
+                args.engines = list(&names, Engine::from_name, "engine")?;
             }
             "--workloads" => {
                 args.workloads = list(&value()?, Workload::from_name, "workload")?;
             }
             "--tiny" => args.scale = Scale::tiny(),
+            "--machine" => args.machine = true,
+            "--list-workloads" => args.list_workloads = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -84,12 +106,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.list_workloads {
+        for w in Workload::ALL {
+            println!("{}", w.name());
+        }
+        return ExitCode::SUCCESS;
+    }
     let settings = Settings::default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
+    let header = format!(
         "cores: {cores}; rounds: {}; {settings:?}; {:?}",
         args.runs, args.scale
     );
+    if args.machine {
+        eprintln!("{header}");
+    } else {
+        println!("{header}");
+    }
 
     let mut table = Table::new(&args.workloads, &args.engines);
     for round in 0..args.runs {
@@ -103,13 +136,24 @@ fn main() -> ExitCode {
                 match e.run(w, &settings, &args.scale) {
                     Ok(m) => {
                         eprintln!(
-                            "round {} {:<14} {:<6} {:>12.0} {}/s",
+                            "round {} {:<14} {:<7} {:>12.0} {}/s",
                             round + 1,
                             w.name(),
                             e.name(),
                             m.ops_per_sec(),
                             w.unit()
                         );
+                        if args.machine {
+                            println!(
+                                "{RUN_LINE} workload={} engine={} round={} unit={} ops={} nanos={}",
+                                w.name(),
+                                e.name(),
+                                round + 1,
+                                w.unit(),
+                                m.ops,
+                                m.elapsed.as_nanos()
+                            );
+                        }
                         table.record(w, e, m);
                     }
                     Err(err) => {
@@ -119,6 +163,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+    if args.machine {
+        return ExitCode::SUCCESS;
     }
     println!(
         "\nMedian of {} rounds (ops/s; ratio above 1: {} is faster)\n",

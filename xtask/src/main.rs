@@ -12,6 +12,9 @@
 //! - `cargo xtask crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep]`: the
 //!   black-box crash test (see `crash.rs`): SIGKILLs `kv stress` at random moments,
 //!   recovers, and checks that no acknowledged write was lost and nothing else appeared.
+//! - `cargo xtask bench [ARGS..]`: kv's end-to-end benchmark (`kv bench ARGS`); with
+//!   `--vs fjall,rocksdb [--workloads W,..] [--runs N] [--tiny]`, kv side by side with
+//!   its peers, each engine in its own process, with ratios (see `bench.rs`).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -22,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
 mod crash;
 mod fuzz;
 
@@ -31,9 +35,10 @@ fn main() -> ExitCode {
         Some("ci") => ci(args.get(1..).unwrap_or_default()),
         Some("fuzz") => fuzz::fuzz(args.get(1..).unwrap_or_default()),
         Some("crash") => crash::crash(args.get(1..).unwrap_or_default()),
+        Some("bench") => bench::bench(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep]>"
+                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny]>"
             );
             return ExitCode::from(2);
         }

@@ -1,0 +1,73 @@
+//! The binary's machine-readable mode, which `cargo xtask bench --vs` parses: one result
+//! line per run, and the workload list.
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+use std::process::Command;
+
+fn kv_compare(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kv-compare"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn machine_mode_prints_one_result_line_per_run_and_nothing_else() {
+    let out = kv_compare(&[
+        "--machine",
+        "--tiny",
+        "--runs",
+        "2",
+        "--engines",
+        "kv",
+        "--workloads",
+        "get-miss",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (round, line) in lines.iter().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            fields[..5],
+            [
+                "kv-compare-run",
+                "workload=get-miss",
+                "engine=kv",
+                &format!("round={}", round + 1),
+                "unit=gets",
+            ]
+        );
+        let ops: u64 = fields[5].strip_prefix("ops=").unwrap().parse().unwrap();
+        let nanos: u128 = fields[6].strip_prefix("nanos=").unwrap().parse().unwrap();
+        assert!(ops > 0 && nanos > 0, "{line}");
+        assert_eq!(fields.len(), 7, "{line}");
+    }
+}
+
+#[test]
+fn lists_every_workload() {
+    let out = kv_compare(&["--list-workloads"]);
+    assert!(out.status.success());
+    let names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let expected: Vec<String> = kv_compare::Workload::ALL.iter().map(|w| w.name()).collect();
+    assert_eq!(names, expected);
+}
+
+#[cfg(not(feature = "rocksdb"))]
+#[test]
+fn asking_for_rocksdb_without_the_feature_says_how_to_get_it() {
+    let out = kv_compare(&["--engines", "kv,rocksdb"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--features rocksdb"), "{stderr}");
+}
