@@ -32,16 +32,18 @@ const RUN_LINE: &str = "kv-compare-run";
 const PEERS: [&str; 2] = ["fjall", "rocksdb"];
 /// The peer that needs the compare crate's `rocksdb` feature.
 const ROCKSDB: &str = "rocksdb";
-/// Rounds by default: enough for a median that one noisy run on shared cores does not
-/// move.
-const DEFAULT_RUNS: usize = 5;
+/// Rounds by default: enough for a median that one or two noisy runs on shared cores do
+/// not move (the durable-write workloads last a quarter of a second each, and one round
+/// in five came out at half the speed of the others in the first comparison). All seven
+/// workloads against both peers take about two minutes on 2 cores at this count.
+const DEFAULT_RUNS: usize = 9;
 
 const USAGE: &str = "\
 usage: cargo xtask bench [kv bench ARGS..]
        cargo xtask bench --vs fjall,rocksdb [--workloads W,..] [--runs N] [--tiny]
 
 Without --vs: kv's end-to-end benchmark (`kv bench`, release build); ARGS go to it.
-With --vs: kv against each peer, every engine in its own process, N rounds (default 5);
+With --vs: kv against each peer, every engine in its own process, N rounds (default 9);
 prints medians and kv's ratio to each peer (above 1: kv is faster) and saves the table
 to target/bench/compare-<time>.md. --tiny checks that everything runs (figures
 meaningless).";

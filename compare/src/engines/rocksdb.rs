@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ::rocksdb::{
-    BlockBasedOptions, Cache, DB, DBCompressionType, Options, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, DB, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use crate::{Result, Settings, Store};
@@ -19,11 +19,14 @@ use crate::{Result, Settings, Store};
 /// index and filter blocks held by the table reader outside the block cache (as in kv),
 /// reads through `pread` (no mmap). Plain puts use `WriteOptions::set_sync(false)`,
 /// durable puts `set_sync(true)`; concurrent synced writers are grouped by RocksDB's
-/// write leader, as in kv.
+/// write leader, as in kv. The write and read options are made once and reused (the
+/// crate's `get_pinned` would create and free a `ReadOptions` through the C API on
+/// every call, a cost of the wrapper rather than of RocksDB).
 pub struct RocksDbStore {
     db: DB,
     nosync: WriteOptions,
     sync: WriteOptions,
+    read: ReadOptions,
 }
 
 impl std::fmt::Debug for RocksDbStore {
@@ -58,6 +61,7 @@ impl Store for RocksDbStore {
             db: DB::open(&opts, dir)?,
             nosync,
             sync,
+            read: ReadOptions::default(),
         })
     }
 
@@ -78,7 +82,7 @@ impl Store for RocksDbStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<usize>> {
-        Ok(self.db.get_pinned(key)?.map(|v| v.len()))
+        Ok(self.db.get_pinned_opt(key, &self.read)?.map(|v| v.len()))
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> Result<usize> {
