@@ -12,6 +12,8 @@
 //! - `cargo xtask crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep]`: the
 //!   black-box crash test (see `crash.rs`): SIGKILLs `kv stress` at random moments,
 //!   recovers, and checks that no acknowledged write was lost and nothing else appeared.
+//!   `crash --replication [--cycles N] [--lose-unsynced]` SIGKILLs a `kv follow` replica
+//!   of a `kv serve` primary instead (see `crash/replication.rs`).
 //! - `cargo xtask bench [ARGS..]`: kv's end-to-end benchmark (`kv bench ARGS`); with
 //!   `--vs fjall,rocksdb [--workloads W,..] [--runs N] [--tiny]`, kv side by side with
 //!   its peers, each engine in its own process, with ratios (see `bench.rs`).
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny]>"
+                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--replication] [--cycles N] [--seconds S] [--lose-unsynced] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny]>"
             );
             return ExitCode::from(2);
         }
@@ -216,6 +218,17 @@ fn ci(args: &[String]) -> Result<bool, String> {
         };
         run_step(&mut steps, name, crash);
     }
+    // The replica under SIGKILL: 20 kills losing unsynced data, each checked to be the
+    // exact state at its sequence number (`cargo xtask crash --replication --cycles N`).
+    let mut replication = Command::new(self_exe()?);
+    replication.current_dir(root()).args([
+        "crash",
+        "--replication",
+        "--cycles",
+        "20",
+        "--lose-unsynced",
+    ]);
+    run_step(&mut steps, "crash (replica)", replication);
 
     Ok(print_summary("cargo xtask ci", &steps))
 }
