@@ -59,30 +59,30 @@ pub(crate) fn fragment_crc(ty: u8, segment: u64, payload: &[u8]) -> u32 {
 /// [`fragment_crc`] for the fragments of one segment (or record log): the CRC of each
 /// fragment type's byte followed by the segment number is computed once, and each
 /// fragment's checksum continues it over the payload.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct FragmentCrc {
     segment: u64,
-    /// CRC state after `[ty] ++ segment` for each valid type (index 0 unused).
-    prefix: [u32; 5],
+    /// The hasher after `[ty] ++ segment`, for each type byte below 5 (cloned per
+    /// fragment: cheaper than building one).
+    prefix: [crc32fast::Hasher; 5],
 }
 
 impl FragmentCrc {
     pub(crate) fn new(segment: u64) -> Self {
-        let mut prefix = [0u32; 5];
-        for (ty, p) in (0u8..).zip(prefix.iter_mut()) {
+        let prefix = [0u8, 1, 2, 3, 4].map(|ty| {
             let mut h = crc32fast::Hasher::new();
             h.update(&[ty]);
             h.update(&segment.to_le_bytes());
-            *p = h.finalize();
-        }
+            h
+        });
         FragmentCrc { segment, prefix }
     }
 
-    /// The same value as `fragment_crc(ty, self.segment(), payload)`.
+    /// The same value as `fragment_crc(ty, segment, payload)`.
     pub(crate) fn of(&self, ty: u8, payload: &[u8]) -> u32 {
         match self.prefix.get(usize::from(ty)) {
-            Some(&p) => {
-                let mut h = crc32fast::Hasher::new_with_initial(p);
+            Some(p) => {
+                let mut h = p.clone();
                 h.update(payload);
                 mask_crc(h.finalize())
             }

@@ -1,12 +1,13 @@
 //! The writer: sequence numbers, group commit, sync policies, rotation, poisoning.
 //!
 //! # Group commit
-//! An append stamps its batch with the next sequence numbers and queues it under a
-//! short lock (`state`), taking a *ticket*. Two roles move the queue to disk, each held
-//! by at most one thread at a time (whichever waiting caller needs it next; there is no
+//! An append stamps its batch with the next sequence numbers and frames it (fragment
+//! headers, checksums) straight into the queue under a short lock (`state`), taking a
+//! *ticket*: each batch is copied once. Two roles move the queue to disk, each held by
+//! at most one thread at a time (whichever waiting caller needs it next; there is no
 //! background writer):
-//! - the **write role** takes every queued batch, frames them into one buffer, hands it
-//!   to the OS with one call and publishes the *written* position;
+//! - the **write role** takes the whole queue, hands it to the OS with one call (one per
+//!   segment it spans) and publishes the *written* position;
 //! - the **sync role** reads the written position, fsyncs through a second handle on
 //!   the file ([`FileSyncer`]) and publishes that position as *durable*.
 //!
@@ -16,6 +17,12 @@
 //! [`Wal::sync_up_to`] that arrive meanwhile share the next one). An append that needs
 //! durability and finds an fsync running leaves its batch queued until that fsync
 //! ends, so that one write and one fsync serve everything that queued meanwhile.
+//!
+//! The threads one fsync releases usually append again at once, while the next fsync
+//! already runs: left alone, N writers split into two halves that take turns, each
+//! fsync covering N/2. So the thread about to start an fsync first *gathers*: if fewer
+//! threads wait for durability than when the last fsync ended, it waits for them, at
+//! most [`WalOptions::group_commit_wait`] and at most as long as the last fsync took.
 //!
 //! What holds:
 //! - durable <= written: the sync role promises only the position it read before its
