@@ -90,7 +90,7 @@ fn an_fsync_gathers_the_writers_the_previous_one_released() {
 #[test]
 fn a_lone_writer_never_waits_to_gather() {
     let (fs, opts) = fault_opts(8);
-    fs.set_sync_delay(Duration::from_millis(5));
+    fs.set_sync_delay(Duration::from_millis(20));
     let wal = Wal::open(
         dir(),
         opts.sync_policy(SyncPolicy::Always)
@@ -105,12 +105,13 @@ fn a_lone_writer_never_waits_to_gather() {
         }
     });
     let start = std::time::Instant::now();
-    for i in 0..20 {
+    for i in 0..10 {
         wal.append(&batch(10 + i, 1, 1)).unwrap();
     }
-    // 20 fsyncs of 5 ms; a gathering wait would add up to an fsync's duration each.
+    // 10 fsyncs of 20 ms: 200 ms. Gathering before each would wait up to an fsync's
+    // duration more each time: up to 400 ms.
     assert!(
-        start.elapsed() < Duration::from_millis(20 * 5 + 5 + 80),
+        start.elapsed() < Duration::from_millis(300),
         "{:?}",
         start.elapsed()
     );
