@@ -129,6 +129,19 @@ impl Rng {
     }
 }
 
+/// A seed from the clock, for runs not given `--seed`.
+fn time_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_007)
+}
+
+/// A number argument.
+fn num(s: String) -> Result<u64, String> {
+    s.parse::<u64>()
+        .map_err(|_| format!("{s:?} is not a number"))
+}
+
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut c = Config {
         cycles: 100,
@@ -137,9 +150,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         keep: false,
         sync: "mix".into(),
         threads: 2,
-        seed: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_007),
+        seed: time_seed(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -147,10 +158,6 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             it.next()
                 .cloned()
                 .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let num = |s: String| {
-            s.parse::<u64>()
-                .map_err(|_| format!("{s:?} is not a number"))
         };
         match a.as_str() {
             "--cycles" => c.cycles = num(value(a)?)?,

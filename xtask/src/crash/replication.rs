@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Rng, run_with_timeout};
+use super::{Rng, num, run_with_timeout, time_seed};
 
 const KEYS: u64 = 64;
 
@@ -41,9 +41,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         cycles: 30,
         lose_unsynced: false,
         keep: false,
-        seed: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_007),
+        seed: time_seed(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -51,10 +49,6 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             it.next()
                 .cloned()
                 .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let num = |s: String| {
-            s.parse::<u64>()
-                .map_err(|_| format!("{s:?} is not a number"))
         };
         match a.as_str() {
             "--replication" => {}
