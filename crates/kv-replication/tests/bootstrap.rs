@@ -153,6 +153,12 @@ fn promotion_continues_the_sequence_and_the_old_primary_must_bootstrap_or_follow
     assert_eq!(new_primary.history().entries().len(), 3);
     let (l2, c2) = mem_network();
     new_primary.serve(Box::new(l2)).unwrap();
+    // The new primary moves past the old one's position, durably: only the histories
+    // can tell the old primary's seq at_failover + 1 from the new one's.
+    for i in 0..10 {
+        new_db.put(format!("more{i}"), "z").unwrap();
+    }
+    new_db.wal().sync().unwrap();
 
     // The old primary follows the new one: its data diverged after `at_failover`, so it
     // must bootstrap (it never silently keeps "lost-on-old-primary").
