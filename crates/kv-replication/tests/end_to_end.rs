@@ -207,3 +207,42 @@ fn a_large_batch_among_small_ones_is_sent_alone_within_the_frame_limit() {
     assert_eq!(r.stats().errors, 0);
     assert_eq!(r.stats().bootstraps, 0);
 }
+
+#[test]
+fn only_data_durable_on_the_primary_is_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(kv_wal::FaultFs::new(3));
+    let db = Arc::new(Db::open("/p", kv_engine::Options::default().fs(fs.clone())).unwrap());
+    let primary = Primary::start(Arc::clone(&db), primary_options()).unwrap();
+    let (l, c) = mem_network();
+    primary.serve(Box::new(l)).unwrap();
+    let r = Replica::open(dir.path().join("r"), Arc::new(c), replica_options()).unwrap();
+    db.put("first", "1").unwrap();
+    assert!(r.wait_for_seq(1, Duration::from_secs(30)).unwrap());
+    // Slow fsyncs: writes sit in the primary's log, not yet durable, for a while.
+    fs.set_sync_delay(Duration::from_millis(400));
+    for i in 0..50 {
+        db.put(format!("k{i}"), "v").unwrap();
+    }
+    let until = std::time::Instant::now() + Duration::from_millis(600);
+    let mut samples = 0;
+    while std::time::Instant::now() < until {
+        // Replica first: the primary's durable position only grows, so this order
+        // cannot report a violation that did not happen.
+        let replica = r.db().last_seq().get();
+        let durable = db.wal().durable_seq();
+        assert!(
+            replica <= durable,
+            "the replica has seq {replica}, the primary has only {durable} durable"
+        );
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(samples > 50);
+    fs.set_sync_delay(Duration::ZERO);
+    assert!(
+        r.wait_for_seq(db.last_seq().get(), Duration::from_secs(30))
+            .unwrap()
+    );
+    assert_eq!(digest(&r.db()), digest(&db));
+}

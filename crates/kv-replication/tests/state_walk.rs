@@ -233,6 +233,12 @@ fn the_loop_walks_every_transition_of_the_table() {
         c.welcome(&src, 1, 30); // Connecting -> Streaming
         c.batch(&src, 1, 5, 30); // Streaming -> Applying -> FsyncPending -> Acknowledging -> Streaming
         assert_eq!(c.reply(), Message::Ack { durable_seq: 5 });
+        // The primary said 30 is durable: the replica knows it is 25 behind, and since
+        // when.
+        std::thread::sleep(Duration::from_millis(5));
+        let st = r.stats();
+        assert_eq!((st.primary_durable_seq, st.lag_seqs), (30, 25), "{st:?}");
+        assert!(st.lag >= Duration::from_millis(5), "{st:?}");
         c.batch(&src, 1, 5, 30); // duplicates: Applying -> Streaming
         c.batch(&src, 6, 30, 30);
         assert_eq!(c.reply(), Message::Ack { durable_seq: 30 });
