@@ -90,6 +90,7 @@ pub struct WalOptions {
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) segment_size: u64,
     pub(crate) preallocate: bool,
+    pub(crate) zero_ahead: u64,
     pub(crate) limits: Limits,
     pub(crate) buffer_size: usize,
     pub(crate) retention_cap: RetentionCap,
@@ -108,6 +109,7 @@ impl Default for WalOptions {
             recovery_mode: RecoveryMode::default(),
             segment_size: 64 << 20,
             preallocate: true,
+            zero_ahead: 256 << 10,
             limits: Limits::default(),
             buffer_size: 0,
             retention_cap: RetentionCap::default(),
@@ -146,6 +148,22 @@ impl WalOptions {
     /// where the file system cannot).
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = on;
+        self
+    }
+    /// Keep this many bytes of written zeros ahead of the log's end in the current
+    /// segment (default 256 KiB; 0 turns it off).
+    ///
+    /// Preallocation reserves space, but on ext4 and XFS a preallocated range is
+    /// *unwritten*: the first write to each block changes the extent map, so the fsync
+    /// after it must also commit file-system metadata (a journal commit). Zeros written
+    /// ahead in chunks make those blocks ordinary written ones, and the fsyncs of the
+    /// batches later written over them sync data only: the metadata is committed once
+    /// per chunk instead of once per block. On the 2-core VM this was measured on, an
+    /// fsync of a 2.2 KB group took ~175 µs over unwritten blocks and ~120 µs over
+    /// written ones. The zeros read as the end of the log, and a graceful close or a
+    /// full segment truncates them.
+    pub fn zero_ahead(mut self, bytes: u64) -> Self {
+        self.zero_ahead = bytes;
         self
     }
     /// Key, value and batch size limits.

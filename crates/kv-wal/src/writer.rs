@@ -273,6 +273,8 @@ pub(crate) struct Io {
     /// End of what was written (where the queue's first byte lands).
     offset: u64,
     file_len: u64,
+    /// End of the zeros written ahead of `offset` (see [`WalOptions::zero_ahead`]).
+    zeroed: u64,
 }
 
 #[derive(Debug)]
@@ -386,6 +388,7 @@ impl Wal {
             crc: FragmentCrc::new(segment),
             offset: SEGMENT_HEADER_LEN as u64,
             file_len: p.file_len,
+            zeroed: SEGMENT_HEADER_LEN as u64,
         };
         let start = Progress {
             ticket: 0,
@@ -1083,6 +1086,7 @@ impl Shared {
             .map_err(|e| Error::io(&io.path, e))?;
         io.offset += bytes.len() as u64;
         io.file_len = io.file_len.max(io.offset);
+        self.zero_ahead(io)?;
         let mut w = relock(&self.written);
         w.segment = io.segment;
         w.offset = io.offset;
@@ -1091,6 +1095,30 @@ impl Shared {
         if notify {
             self.written_cv.notify_all();
         }
+        Ok(())
+    }
+
+    /// Writes zeros ahead of the log's end once fewer than half of
+    /// [`WalOptions::zero_ahead`] bytes are left, up to that far ahead (never past the
+    /// segment's target size).
+    fn zero_ahead(&self, io: &mut Io) -> Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let ahead = self.opts.zero_ahead;
+        if ahead == 0 || io.zeroed >= io.offset.saturating_add(ahead / 2) {
+            return Ok(());
+        }
+        let mut at = io.zeroed.max(io.offset);
+        let end = io.offset.saturating_add(ahead).min(self.opts.segment_size);
+        while at < end {
+            let n = (end - at).min(ZEROS.len() as u64) as usize;
+            let zeros = ZEROS.get(..n).unwrap_or_default();
+            io.file
+                .write_at(at, zeros)
+                .map_err(|e| Error::io(&io.path, e))?;
+            at += n as u64;
+        }
+        io.zeroed = at;
+        io.file_len = io.file_len.max(at);
         Ok(())
     }
 
@@ -1132,6 +1160,7 @@ impl Shared {
         io.crc = FragmentCrc::new(number);
         io.offset = SEGMENT_HEADER_LEN as u64;
         io.file_len = len;
+        io.zeroed = io.offset;
         let mut w = relock(&self.written);
         w.segment = number;
         w.offset = io.offset;

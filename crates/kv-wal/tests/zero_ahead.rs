@@ -1,0 +1,128 @@
+//! Zeros written ahead of the log's end (`WalOptions::zero_ahead`): where they go, that
+//! they read as the end of the log, that a graceful close trims them, and that a failed
+//! zero write is fatal like any other write.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{batch, dir, read_all, segments};
+use kv_wal::{Fault, FaultFs, FsOp, RecoveryMode, SyncPolicy, Wal, WalOptions};
+
+const HEADER: usize = 32;
+
+fn opts(fs: &FaultFs, segment: u64, ahead: u64) -> WalOptions {
+    WalOptions::default()
+        .fs(Arc::new(fs.clone()))
+        .sync_policy(SyncPolicy::Never)
+        .preallocate(false)
+        .segment_size(segment)
+        .zero_ahead(ahead)
+}
+
+/// Where the last record of the only segment ends (the reader's view).
+fn data_end(fs: &FaultFs) -> usize {
+    let raw = fs.raw_contents(&segments(fs)[0]).unwrap();
+    raw.iter().rposition(|b| *b != 0).map_or(HEADER, |i| i + 1)
+}
+
+#[test]
+fn zeros_stay_ahead_of_the_end_and_a_graceful_close_trims_them() {
+    let fs = FaultFs::new(1);
+    let o = opts(&fs, 1 << 20, 64 << 10);
+    let wal = Wal::open(dir(), o.clone()).unwrap();
+    wal.append(&batch(0, 1, 100)).unwrap();
+    let seg = segments(&fs)[0].clone();
+    let end = data_end(&fs);
+    // Without preallocation the zeros are what make the file longer than its data.
+    assert_eq!(fs.raw_contents(&seg).unwrap().len(), end + (64 << 10));
+    // Less than half the distance left: the next write moves the zeros on.
+    let mut i = 1;
+    while data_end(&fs) < end + (40 << 10) {
+        wal.append(&batch(i, 1, 100)).unwrap();
+        i += 1;
+    }
+    // Zeros were written again, and between half the distance and all of it is left.
+    let len = fs.raw_contents(&seg).unwrap().len();
+    assert!(len > end + (64 << 10), "{len}");
+    let ahead = len - data_end(&fs);
+    assert!(
+        (32 << 10..=64 << 10).contains(&ahead),
+        "{ahead} bytes ahead"
+    );
+    assert!(
+        fs.raw_contents(&seg).unwrap()[data_end(&fs)..]
+            .iter()
+            .all(|b| *b == 0)
+    );
+    // The zeros read as the end of the log, even in the strictest mode.
+    let got = read_all(&dir(), &o, RecoveryMode::AbsoluteConsistency).unwrap();
+    assert_eq!(got.len() as u64, i);
+    wal.close().unwrap();
+    assert_eq!(fs.raw_contents(&seg).unwrap().len(), data_end(&fs));
+    let got = read_all(&dir(), &o, RecoveryMode::AbsoluteConsistency).unwrap();
+    assert_eq!(got.len() as u64, i);
+}
+
+#[test]
+fn zeros_never_pass_the_segment_size() {
+    let fs = FaultFs::new(2);
+    let seg_size = 16 << 10;
+    let wal = Wal::open(dir(), opts(&fs, seg_size, 1 << 20)).unwrap();
+    wal.append(&batch(0, 1, 100)).unwrap();
+    let len = fs.raw_contents(&segments(&fs)[0]).unwrap().len();
+    assert_eq!(len as u64, seg_size);
+}
+
+#[test]
+fn zero_ahead_off_writes_only_data() {
+    let fs = FaultFs::new(3);
+    let wal = Wal::open(dir(), opts(&fs, 1 << 20, 0)).unwrap();
+    wal.append(&batch(0, 1, 100)).unwrap();
+    let raw = fs.raw_contents(&segments(&fs)[0]).unwrap();
+    assert_eq!(raw.len(), data_end(&fs));
+}
+
+#[test]
+fn a_crash_leaves_zeros_that_reopen_treats_as_the_end() {
+    let fs = FaultFs::new(4);
+    let o = opts(&fs, 1 << 20, 64 << 10)
+        .sync_policy(SyncPolicy::Always)
+        .lock_dir(false);
+    {
+        let wal = Wal::open(dir(), o.clone()).unwrap();
+        for i in 0..20 {
+            wal.append(&batch(i, 2, 50)).unwrap();
+        }
+        // Dropped without a graceful close: nothing trims the zeros.
+        std::mem::forget(wal);
+    }
+    assert!(fs.raw_contents(&segments(&fs)[0]).unwrap().len() > data_end(&fs));
+    let (wal, report) = Wal::open_with_report(dir(), o.clone()).unwrap();
+    assert_eq!(report.batches, 20);
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+    let seqs = wal.append(&batch(20, 1, 1)).unwrap();
+    assert_eq!(seqs.first, 41);
+    wal.close().unwrap();
+    let got = read_all(&dir(), &o, RecoveryMode::AbsoluteConsistency).unwrap();
+    assert_eq!(got.len(), 21);
+}
+
+#[test]
+fn a_failed_zero_write_poisons_the_log() {
+    let fs = FaultFs::new(5);
+    let wal = Wal::open(dir(), opts(&fs, 1 << 20, 64 << 10)).unwrap();
+    fs.reset_counts();
+    // The first write is the batch, the second the zeros after it.
+    fs.fail_nth(FsOp::Write, 2, Fault::Eio);
+    let err = wal.append(&batch(0, 1, 100)).unwrap_err();
+    assert_eq!(fs.count(FsOp::Write), 2);
+    let seg = segments(&fs)[0].clone();
+    assert!(
+        err.to_string().contains(&seg.display().to_string()),
+        "{err}"
+    );
+    let later = wal.append(&batch(1, 1, 100)).unwrap_err();
+    assert!(matches!(later, kv_wal::Error::Poisoned { .. }), "{later}");
+}
