@@ -160,8 +160,10 @@ impl WalOptions {
     /// batches later written over them sync data only: the metadata is committed once
     /// per chunk instead of once per block. On the 2-core VM this was measured on, an
     /// fsync of a 2.2 KB group took ~175 µs over unwritten blocks and ~120 µs over
-    /// written ones. The zeros read as the end of the log, and a graceful close or a
-    /// full segment truncates them.
+    /// written ones. Zeros are written only while the log is being fsynced (at least
+    /// one fsync since they were last written): they cost a page-cache write, which
+    /// only fsyncs pay back. The zeros read as the end of the log, and a graceful close
+    /// or a full segment truncates them.
     pub fn zero_ahead(mut self, bytes: u64) -> Self {
         self.zero_ahead = bytes;
         self

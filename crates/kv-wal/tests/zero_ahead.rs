@@ -1,6 +1,7 @@
 //! Zeros written ahead of the log's end (`WalOptions::zero_ahead`): where they go, that
-//! they read as the end of the log, that a graceful close trims them, and that a failed
-//! zero write is fatal like any other write.
+//! only a log being fsynced gets them, that they read as the end of the log, that a
+//! graceful close trims them, and that a failed zero write is fatal like any other
+//! write.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
 mod common;
@@ -15,7 +16,7 @@ const HEADER: usize = 32;
 fn opts(fs: &FaultFs, segment: u64, ahead: u64) -> WalOptions {
     WalOptions::default()
         .fs(Arc::new(fs.clone()))
-        .sync_policy(SyncPolicy::Never)
+        .sync_policy(SyncPolicy::Always)
         .preallocate(false)
         .segment_size(segment)
         .zero_ahead(ahead)
@@ -32,13 +33,16 @@ fn zeros_stay_ahead_of_the_end_and_a_graceful_close_trims_them() {
     let fs = FaultFs::new(1);
     let o = opts(&fs, 1 << 20, 64 << 10);
     let wal = Wal::open(dir(), o.clone()).unwrap();
+    // The first write comes before any fsync: no zeros yet.
     wal.append(&batch(0, 1, 100)).unwrap();
     let seg = segments(&fs)[0].clone();
+    assert_eq!(fs.raw_contents(&seg).unwrap().len(), data_end(&fs));
+    wal.append(&batch(1, 1, 100)).unwrap();
     let end = data_end(&fs);
     // Without preallocation the zeros are what make the file longer than its data.
     assert_eq!(fs.raw_contents(&seg).unwrap().len(), end + (64 << 10));
     // Less than half the distance left: the next write moves the zeros on.
-    let mut i = 1;
+    let mut i = 2;
     while data_end(&fs) < end + (40 << 10) {
         wal.append(&batch(i, 1, 100)).unwrap();
         i += 1;
@@ -71,6 +75,7 @@ fn zeros_never_pass_the_segment_size() {
     let seg_size = 16 << 10;
     let wal = Wal::open(dir(), opts(&fs, seg_size, 1 << 20)).unwrap();
     wal.append(&batch(0, 1, 100)).unwrap();
+    wal.append(&batch(1, 1, 100)).unwrap();
     let len = fs.raw_contents(&segments(&fs)[0]).unwrap().len();
     assert_eq!(len as u64, seg_size);
 }
@@ -79,17 +84,39 @@ fn zeros_never_pass_the_segment_size() {
 fn zero_ahead_off_writes_only_data() {
     let fs = FaultFs::new(3);
     let wal = Wal::open(dir(), opts(&fs, 1 << 20, 0)).unwrap();
-    wal.append(&batch(0, 1, 100)).unwrap();
+    for i in 0..10 {
+        wal.append(&batch(i, 1, 100)).unwrap();
+    }
     let raw = fs.raw_contents(&segments(&fs)[0]).unwrap();
     assert_eq!(raw.len(), data_end(&fs));
 }
 
 #[test]
+fn a_log_that_is_not_fsynced_gets_no_zeros() {
+    let fs = FaultFs::new(6);
+    let wal = Wal::open(
+        dir(),
+        opts(&fs, 1 << 20, 64 << 10).sync_policy(SyncPolicy::Never),
+    )
+    .unwrap();
+    for i in 0..1000 {
+        wal.append(&batch(i, 1, 100)).unwrap();
+    }
+    let seg = segments(&fs)[0].clone();
+    assert_eq!(fs.raw_contents(&seg).unwrap().len(), data_end(&fs));
+    // Once it is, the next write brings zeros.
+    wal.sync().unwrap();
+    wal.append(&batch(1000, 1, 100)).unwrap();
+    assert_eq!(
+        fs.raw_contents(&seg).unwrap().len(),
+        data_end(&fs) + (64 << 10)
+    );
+}
+
+#[test]
 fn a_crash_leaves_zeros_that_reopen_treats_as_the_end() {
     let fs = FaultFs::new(4);
-    let o = opts(&fs, 1 << 20, 64 << 10)
-        .sync_policy(SyncPolicy::Always)
-        .lock_dir(false);
+    let o = opts(&fs, 1 << 20, 64 << 10).lock_dir(false);
     {
         let wal = Wal::open(dir(), o.clone()).unwrap();
         for i in 0..20 {
@@ -113,16 +140,17 @@ fn a_crash_leaves_zeros_that_reopen_treats_as_the_end() {
 fn a_failed_zero_write_poisons_the_log() {
     let fs = FaultFs::new(5);
     let wal = Wal::open(dir(), opts(&fs, 1 << 20, 64 << 10)).unwrap();
+    wal.append(&batch(0, 1, 100)).unwrap();
     fs.reset_counts();
     // The first write is the batch, the second the zeros after it.
     fs.fail_nth(FsOp::Write, 2, Fault::Eio);
-    let err = wal.append(&batch(0, 1, 100)).unwrap_err();
+    let err = wal.append(&batch(1, 1, 100)).unwrap_err();
     assert_eq!(fs.count(FsOp::Write), 2);
     let seg = segments(&fs)[0].clone();
     assert!(
         err.to_string().contains(&seg.display().to_string()),
         "{err}"
     );
-    let later = wal.append(&batch(1, 1, 100)).unwrap_err();
+    let later = wal.append(&batch(2, 1, 100)).unwrap_err();
     assert!(matches!(later, kv_wal::Error::Poisoned { .. }), "{later}");
 }
