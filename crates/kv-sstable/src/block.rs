@@ -468,7 +468,9 @@ impl BlockIter {
     }
 
     fn decode_current(&mut self) -> Result<(), BlockError> {
-        let block = Arc::clone(&self.block);
+        // A plain borrow of the field (not an `Arc` clone: this runs once per entry),
+        // disjoint from the fields updated below.
+        let block: &Block = &self.block;
         let bytes = block.bytes();
         let at = self.current;
         let h = decode_header(bytes, at, block.restarts_offset)?;
