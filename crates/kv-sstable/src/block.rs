@@ -349,6 +349,20 @@ fn decode_header(bytes: &[u8], at: usize, limit: usize) -> Result<EntryHeader, B
     let area = bytes
         .get(at..limit)
         .ok_or_else(|| BlockError::new(at, "entry offset outside the block"))?;
+    // The common case: three one-byte varints (each below 128).
+    if let Some(&[s, u, v]) = area.get(..3)
+        && (s | u | v) < 0x80
+    {
+        let total = 3 + usize::from(u) + usize::from(v);
+        if total <= area.len() {
+            return Ok(EntryHeader {
+                shared: usize::from(s),
+                unshared: usize::from(u),
+                value_len: usize::from(v),
+                body: at + 3,
+            });
+        }
+    }
     let bad = || BlockError::new(at, "malformed entry header");
     let (shared, a) = varint::get_u32(area).ok_or_else(bad)?;
     let (unshared, b) = varint::get_u32(area.get(a..).unwrap_or_default()).ok_or_else(bad)?;
@@ -386,6 +400,10 @@ pub struct BlockIter {
     next: usize,
     /// Index of the restart interval holding `current`.
     restart_index: usize,
+    /// Offsets of restart points `restart_index` and `restart_index + 1` (the entry
+    /// area's end past the last), kept so that a step reads no restart entry.
+    this_restart: usize,
+    next_restart: usize,
     key: Vec<u8>,
     value: (usize, usize),
 }
@@ -400,6 +418,8 @@ impl BlockIter {
             current: end,
             next: end,
             restart_index: 0,
+            this_restart: end,
+            next_restart: end,
             key: Vec::new(),
             value: (0, 0),
         }
@@ -440,6 +460,8 @@ impl BlockIter {
         self.current = self.block.restarts_offset;
         self.next = self.block.restarts_offset;
         self.restart_index = self.block.num_restarts;
+        self.this_restart = self.block.restarts_offset;
+        self.next_restart = self.block.restarts_offset;
         self.key.clear();
         self.value = (0, 0);
     }
@@ -447,7 +469,9 @@ impl BlockIter {
     fn seek_to_restart(&mut self, index: usize) {
         self.key.clear();
         self.restart_index = index;
-        self.next = self.block.restart(index);
+        self.this_restart = self.block.restart(index);
+        self.next_restart = self.block.restart(index + 1);
+        self.next = self.this_restart;
     }
 
     /// Decodes the entry at `self.next`.
@@ -474,12 +498,14 @@ impl BlockIter {
         let bytes = block.bytes();
         let at = self.current;
         let h = decode_header(bytes, at, block.restarts_offset)?;
-        while self.restart_index + 1 < block.num_restarts
-            && block.restart(self.restart_index + 1) <= at
-        {
+        // `restart(num_restarts)` is the entry area's end, past every entry: the loop
+        // ends even over a malformed restart array.
+        while self.next_restart <= at && self.restart_index + 1 < block.num_restarts {
             self.restart_index += 1;
+            self.this_restart = self.next_restart;
+            self.next_restart = block.restart(self.restart_index + 1);
         }
-        if block.restart(self.restart_index) == at && h.shared != 0 {
+        if self.this_restart == at && h.shared != 0 {
             return Err(BlockError::new(at, "restart entry shares a prefix"));
         }
         if h.shared > self.key.len() {
@@ -702,6 +728,30 @@ mod tests {
         let n = raw.len();
         raw[n - 8] = 200;
         assert!(Block::decode(raw).is_err());
+    }
+
+    /// A restart entry must store its key whole: one that claims a shared prefix would
+    /// decode to one key when reached by a scan and fail when reached by a seek.
+    #[test]
+    fn a_restart_entry_that_shares_a_prefix_is_an_error_on_every_path() {
+        // Restart interval 1: both entries are restart points, stored with shared = 0.
+        let mut b = BlockBuilder::new(1);
+        b.add(b"ab", b"1");
+        b.add(b"ac", b"2");
+        let mut raw = b.finish();
+        // Entry 0 is [0, 2, 1, 'a', 'b', '1']; entry 1 starts at 6: make it claim one
+        // shared byte and one unshared one ('a' then 'c', the same key by a scan).
+        assert_eq!(&raw[6..12], &[0, 2, 1, b'a', b'c', b'2']);
+        raw.splice(6..12, [1, 1, 1, b'c', b'2']);
+        // The restart array's second offset is unchanged (6), the block shorter by one.
+        let block = Arc::new(Block::decode(raw).unwrap());
+        let mut it = BlockIter::new(Arc::clone(&block), <[u8]>::cmp);
+        it.seek_to_first().unwrap();
+        assert_eq!(it.key(), b"ab");
+        assert!(it.next().is_err(), "a scan accepted the restart entry");
+        assert!(!it.valid());
+        let mut it = BlockIter::new(block, <[u8]>::cmp);
+        assert!(it.seek(b"ac").is_err(), "a seek accepted the restart entry");
     }
 
     #[test]

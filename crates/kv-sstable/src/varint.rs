@@ -19,6 +19,7 @@ pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
 ///
 /// Returns the value and the number of bytes read, or `None` if `buf` ends first or the
 /// encoding overflows 64 bits.
+#[inline]
 pub(crate) fn get_u64(buf: &[u8]) -> Option<(u64, usize)> {
     let mut v: u64 = 0;
     for (i, &b) in buf.iter().enumerate().take(10) {
@@ -35,6 +36,7 @@ pub(crate) fn get_u64(buf: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// Decodes a varint that must fit in 32 bits.
+#[inline]
 pub(crate) fn get_u32(buf: &[u8]) -> Option<(u32, usize)> {
     let (v, n) = get_u64(buf)?;
     Some((u32::try_from(v).ok()?, n))

@@ -30,7 +30,14 @@ fn user_key() -> impl Strategy<Value = Vec<u8>> {
 fn entries() -> impl Strategy<Value = Vec<Entry>> {
     let versions = prop::collection::btree_map(
         1u64..60,
-        (any::<bool>(), prop::collection::vec(any::<u8>(), 0..40)),
+        (
+            any::<bool>(),
+            // Mostly short values, some whose length needs a two-byte varint (>= 128).
+            prop_oneof![
+                4 => prop::collection::vec(any::<u8>(), 0..40),
+                1 => prop::collection::vec(any::<u8>(), 120..300),
+            ],
+        ),
         1..4,
     );
     prop::collection::btree_map(user_key(), versions, 1..120).prop_map(|m| {
@@ -246,7 +253,8 @@ fn every_key_is_found_at_every_block_size() {
                 format!("user/{:08}/profile", i * 7).into_bytes(),
                 u64::from(i % 5) + 1,
                 ValueKind::Put,
-                vec![b'x'; (i % 50) as usize],
+                // Some values need a two-byte length varint.
+                vec![b'x'; if i % 9 == 0 { 100 + (i % 200) } else { i % 50 } as usize],
             )
         })
         .collect();
