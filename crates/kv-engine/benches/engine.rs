@@ -10,7 +10,8 @@
 //! - `get/hit`, `get/miss`: point reads against 100k keys flushed to a table (random
 //!   present keys; absent keys that fall between present ones, so only the bloom filter
 //!   can answer).
-//! - `scan/10k`: a forward range scan of 10,000 consecutive keys from a random start.
+//! - `scan/10k`: a forward range scan of 10,000 consecutive keys from a random start;
+//!   `scan/10k_lending` the same through `Iter::next_ref` (no vectors per entry).
 //!
 //! Every write sample starts from a fresh database in a temporary directory, so a sample
 //! writes at most a few hundred thousand keys: the engine has no compaction yet, and
@@ -187,6 +188,23 @@ fn reads(c: &mut Criterion) {
             let mut n = 0;
             for entry in db.range(start..).take(SCAN_LEN) {
                 black_box(entry.unwrap());
+                n += 1;
+            }
+            assert_eq!(n, SCAN_LEN);
+        })
+    });
+    // The same scan through the lending call (no vectors per entry).
+    g.bench_function("10k_lending", |b| {
+        b.iter(|| {
+            i += 1;
+            let start = key(2 * (mix(i) % (READ_KEYS - SCAN_LEN as u64)));
+            let mut it = db.range(start..);
+            let mut n = 0;
+            while n < SCAN_LEN {
+                match it.next_ref() {
+                    Some(entry) => black_box(entry.unwrap()),
+                    None => break,
+                };
                 n += 1;
             }
             assert_eq!(n, SCAN_LEN);

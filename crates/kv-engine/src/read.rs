@@ -98,6 +98,39 @@ impl std::fmt::Debug for Iter {
     }
 }
 
+impl Iter {
+    /// Like [`Iterator::next`], but lends the key and value (until the next call)
+    /// instead of copying each into a new vector: the fastest way to scan (a scan of
+    /// 100-byte values spends about a fifth of its time allocating otherwise). Mixes
+    /// freely with the iterator's own calls.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// for k in ["a", "b", "c"] {
+    ///     db.put(k, "value")?;
+    /// }
+    /// let mut it = db.range("b"..);
+    /// let mut keys = Vec::new();
+    /// while let Some(entry) = it.next_ref() {
+    ///     let (key, value) = entry?;
+    ///     assert_eq!(value, b"value");
+    ///     keys.push(key.to_vec());
+    /// }
+    /// assert_eq!(keys, [b"b".to_vec(), b"c".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_ref(&mut self) -> Option<Result<(&[u8], &[u8])>> {
+        self.inner.next_ref().map(|r| r.map_err(Into::into))
+    }
+
+    /// The lending counterpart of [`DoubleEndedIterator::next_back`]; see
+    /// [`next_ref`](Self::next_ref).
+    pub fn next_back_ref(&mut self) -> Option<Result<(&[u8], &[u8])>> {
+        self.inner.next_back_ref().map(|r| r.map_err(Into::into))
+    }
+}
+
 impl Iterator for Iter {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
     fn next(&mut self) -> Option<Self::Item> {

@@ -188,6 +188,16 @@ impl<C: Cursor> BoundedCursor<C> {
         Ok(())
     }
 
+    /// [`settle`](Self::settle) after a step, checking only the end it moved toward.
+    fn settle_toward(&mut self, r: Result<()>, inside: fn(&Bounds, &[u8]) -> bool) -> Result<()> {
+        if let Err(e) = r {
+            self.valid = false;
+            return Err(e);
+        }
+        self.valid = self.inner.valid() && inside(&self.bounds, user_key_of(self.inner.key()));
+        Ok(())
+    }
+
     /// Positions at the first key inside the bounds.
     fn seek_lower(&mut self) -> Result<()> {
         match &self.bounds.lower {
@@ -241,7 +251,8 @@ impl<C: Cursor> Cursor for BoundedCursor<C> {
             return Ok(());
         }
         let r = self.inner.next();
-        self.settle(r)
+        // From a key inside the bounds, a step forward can only cross the upper end.
+        self.settle_toward(r, |b, k| !b.is_above(k))
     }
 
     fn prev(&mut self) -> Result<()> {
@@ -249,7 +260,7 @@ impl<C: Cursor> Cursor for BoundedCursor<C> {
             return Ok(());
         }
         let r = self.inner.prev();
-        self.settle(r)
+        self.settle_toward(r, |b, k| !b.is_below(k))
     }
 
     fn key(&self) -> &[u8] {

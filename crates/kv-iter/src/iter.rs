@@ -109,25 +109,70 @@ impl<C: Cursor> CursorIter<C> {
         }
     }
 
-    fn yield_current(
-        &mut self,
-        other_end: Option<&Vec<u8>>,
-        crossed: fn(std::cmp::Ordering) -> bool,
-    ) -> Option<Result<(Vec<u8>, Vec<u8>)>> {
-        if !self.cursor.valid() {
+    /// Moves one end (`front`: the front) to its next entry: `None` once the ends
+    /// have met or the cursor is exhausted, `Some(Ok(()))` when the cursor is on the
+    /// entry to yield.
+    fn advance(&mut self, front: bool) -> Option<Result<()>> {
+        if self.done {
+            return None;
+        }
+        let stepped = if front {
+            self.step_front()
+        } else {
+            self.step_back()
+        };
+        if let Err(e) = stepped {
+            self.done = true;
+            return Some(Err(e));
+        }
+        let crossed = self.cursor.valid()
+            && match (front, &self.back_mark, &self.front_mark) {
+                (true, Some(mark), _) => compare_internal_keys(self.cursor.key(), mark).is_ge(),
+                (false, _, Some(mark)) => compare_internal_keys(self.cursor.key(), mark).is_le(),
+                _ => false,
+            };
+        if !self.cursor.valid() || crossed {
             self.done = true;
             return None;
         }
-        if let Some(mark) = other_end
-            && crossed(compare_internal_keys(self.cursor.key(), mark))
-        {
-            self.done = true;
-            return None;
+        Some(Ok(()))
+    }
+
+    /// The user key and value under the cursor.
+    fn current(&self) -> (&[u8], &[u8]) {
+        (user_key_of(self.cursor.key()), self.cursor.value())
+    }
+
+    /// Like [`Iterator::next`], but lends the user key and value (until the next
+    /// call) instead of copying each into a new vector: the fastest way to scan.
+    /// Mixes freely with `next`, `next_back` and [`next_back_ref`](Self::next_back_ref).
+    ///
+    /// ```
+    /// use kv_iter::{CursorIter, InternalKey, SeqNo, ValueKind, VecCursor};
+    /// let e = |k: &[u8], v: &[u8]| (InternalKey::new(k, SeqNo::new(1).unwrap(), ValueKind::Put), v.to_vec());
+    /// let mut it = CursorIter::new(VecCursor::new(vec![e(b"a", b"1"), e(b"b", b"2")]));
+    /// let mut total = 0;
+    /// while let Some(entry) = it.next_ref() {
+    ///     let (key, value) = entry?;
+    ///     total += key.len() + value.len();
+    /// }
+    /// assert_eq!(total, 4);
+    /// # Ok::<(), kv_iter::Error>(())
+    /// ```
+    pub fn next_ref(&mut self) -> Option<Result<(&[u8], &[u8])>> {
+        match self.advance(true)? {
+            Ok(()) => Some(Ok(self.current())),
+            Err(e) => Some(Err(e)),
         }
-        Some(Ok((
-            user_key_of(self.cursor.key()).to_vec(),
-            self.cursor.value().to_vec(),
-        )))
+    }
+
+    /// The lending counterpart of [`DoubleEndedIterator::next_back`]; see
+    /// [`next_ref`](Self::next_ref).
+    pub fn next_back_ref(&mut self) -> Option<Result<(&[u8], &[u8])>> {
+        match self.advance(false)? {
+            Ok(()) => Some(Ok(self.current())),
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 
@@ -135,33 +180,15 @@ impl<C: Cursor> Iterator for CursorIter<C> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if let Err(e) = self.step_front() {
-            self.done = true;
-            return Some(Err(e));
-        }
-        let back = self.back_mark.take();
-        let out = self.yield_current(back.as_ref(), |o| o.is_ge());
-        self.back_mark = back;
-        out
+        self.next_ref()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 }
 
 impl<C: Cursor> DoubleEndedIterator for CursorIter<C> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if let Err(e) = self.step_back() {
-            self.done = true;
-            return Some(Err(e));
-        }
-        let front = self.front_mark.take();
-        let out = self.yield_current(front.as_ref(), |o| o.is_le());
-        self.front_mark = front;
-        out
+        self.next_back_ref()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 }
 

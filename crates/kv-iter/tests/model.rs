@@ -203,7 +203,7 @@ proptest! {
         lower in bound(),
         upper in bound(),
         mode in mode(),
-        ends in prop::collection::vec(any::<bool>(), 0..80),
+        ends in prop::collection::vec((any::<bool>(), any::<bool>()), 0..80),
     ) {
         let snapshot = if snap_pick >= 65 { SeqNo::MAX.get() } else { snap_pick };
         let bounds = Bounds::new(lower, upper);
@@ -212,11 +212,16 @@ proptest! {
             .map(|(k, v)| (user_key_of(&k).to_vec(), v))
             .collect();
         let mut it = CursorIter::new(stack(&writes, n_sources, snapshot, mode, bounds));
-        for front in ends {
-            let (got, want) = if front {
-                (it.next(), expected.pop_front())
-            } else {
-                (it.next_back(), expected.pop_back())
+        // Either end, each through the copying or the lending call.
+        let owned = |e: Option<kv_iter::Result<(&[u8], &[u8])>>| {
+            e.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        };
+        for (front, lend) in ends {
+            let (got, want) = match (front, lend) {
+                (true, false) => (it.next(), expected.pop_front()),
+                (true, true) => (owned(it.next_ref()), expected.pop_front()),
+                (false, false) => (it.next_back(), expected.pop_back()),
+                (false, true) => (owned(it.next_back_ref()), expected.pop_back()),
             };
             prop_assert_eq!(got.map(|r| r.unwrap()), want);
         }
