@@ -55,9 +55,14 @@ impl Store for KvStore {
     }
 
     fn scan(&self, start: &[u8], limit: usize) -> Result<usize> {
+        // The lending call (borrowed key and value), as RocksDB's raw iterator is used.
+        let mut it = self.db.range(start..);
         let mut n = 0;
-        for entry in self.db.range(start..).take(limit) {
-            std::hint::black_box(entry?);
+        while n < limit {
+            match it.next_ref() {
+                Some(entry) => std::hint::black_box(entry?),
+                None => break,
+            };
             n += 1;
         }
         Ok(n)
