@@ -134,6 +134,24 @@ fn replica_sigkill_never_loses_skips_or_double_applies() {
     let addr = listener.local_addr().unwrap().to_string();
     primary.serve(Box::new(listener)).unwrap();
 
+    // The replica connects once before anything is written: its session pins the
+    // primary's log from seq 1 (and the pin outlives its kills), so the log holds all
+    // it will need. Otherwise the writers could flush and release the start of the log
+    // before the first child process is up, and a bootstrap would be right.
+    let root = dir.path().join("replica");
+    {
+        let mut c = child("child_replica", &root, &addr);
+        let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+        field(&mut lines, "ready ");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while primary.stats().replicas.is_empty() {
+            assert!(Instant::now() < deadline, "the replica never connected");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
     // The counter workload: each transaction increments one counter and the total.
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..2)
@@ -175,7 +193,6 @@ fn replica_sigkill_never_loses_skips_or_double_applies() {
         })
         .collect();
 
-    let root = dir.path().join("replica");
     let mut rng = Rng(0xdead_beef);
     let mut last_seen = 0u64;
     let rounds = 12;
