@@ -436,12 +436,84 @@ impl Drop for Replica {
 }
 
 /// A connection to the primary.
+///
+/// The primary drops a replica it has not heard from for its session timeout, so a
+/// keepalive thread sends a heartbeat whenever nothing was sent for a heartbeat
+/// interval: while the loop applies, syncs or installs a checkpoint too, not only while
+/// it waits to read. Dropping the connection closes the stream (which unblocks a
+/// heartbeat stuck in a write) and joins the thread.
 struct Conn {
     reader: FrameReader<Box<dyn Stream>>,
-    writer: FrameWriter<Box<dyn Stream>>,
+    sender: Arc<Sender>,
+    stream: Box<dyn Stream>,
+    keepalive: Option<JoinHandle<()>>,
     peer: String,
     last_heard: Instant,
-    last_sent: Instant,
+}
+
+/// The sending half of a connection, shared by the loop and the keepalive thread.
+struct Sender {
+    writer: Mutex<FrameWriter<Box<dyn Stream>>>,
+    last_sent: Mutex<Instant>,
+    /// The replica's durable position as the loop last saw it (heartbeats carry it).
+    durable: std::sync::atomic::AtomicU64,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+}
+
+impl Sender {
+    /// Sends one whole frame (frames from the two threads never interleave).
+    fn send(&self, msg: &Message) -> Result<()> {
+        let mut w = relock(&self.writer);
+        w.send(msg)?;
+        *relock(&self.last_sent) = Instant::now();
+        Ok(())
+    }
+}
+
+impl Conn {
+    fn send(&self, msg: &Message) -> Result<()> {
+        self.sender.send(msg)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.stream.shutdown();
+        *relock(&self.sender.stop) = true;
+        self.sender.stop_cv.notify_all();
+        if let Some(t) = self.keepalive.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the replica's keepalive thread panicked");
+        }
+    }
+}
+
+/// The keepalive thread: a heartbeat whenever nothing was sent for `every`; it ends
+/// when told to or when a send fails (the loop finds the broken stream by itself).
+fn keepalive(sender: &Sender, every: Duration) {
+    let mut stop = relock(&sender.stop);
+    loop {
+        if *stop {
+            return;
+        }
+        let idle = relock(&sender.last_sent).elapsed();
+        if idle >= every {
+            drop(stop);
+            let durable_seq = sender.durable.load(Ordering::Acquire);
+            if sender.send(&Message::Heartbeat { durable_seq }).is_err() {
+                return;
+            }
+            stop = relock(&sender.stop);
+            continue;
+        }
+        stop = sender
+            .stop_cv
+            .wait_timeout(stop, every - idle)
+            .map(|r| r.0)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
 }
 
 /// What the loop carries between states.
@@ -613,12 +685,12 @@ impl Worker {
             .ok_or_else(|| Error::InvalidArgument("no connection".into()))
     }
 
-    /// Reads the next message, waiting at most `limit` in total; sends heartbeats
-    /// while waiting.
+    /// Reads the next message, waiting at most `limit` in total (the keepalive thread
+    /// sends heartbeats meanwhile).
     fn read(&mut self, limit: Duration) -> Result<Message> {
-        let heartbeat = self.sh.opts.heartbeat;
         let durable = self.db().wal().durable_seq();
         let c = self.conn()?;
+        c.sender.durable.store(durable, Ordering::Release);
         loop {
             match c.reader.read() {
                 Ok(m) => {
@@ -631,12 +703,6 @@ impl Worker {
                             &c.peer,
                             std::io::Error::new(std::io::ErrorKind::TimedOut, "primary silent"),
                         ));
-                    }
-                    if c.last_sent.elapsed() >= heartbeat {
-                        c.writer.send(&Message::Heartbeat {
-                            durable_seq: durable,
-                        })?;
-                        c.last_sent = Instant::now();
                     }
                 }
                 Err(e) => return Err(e),
@@ -657,12 +723,20 @@ impl Worker {
                 .set_read_timeout(Some(opts.heartbeat.min(Duration::from_millis(100))))
                 .map_err(|e| Error::io(&peer, e))?;
             let clone = |s: &dyn Stream| s.try_clone_stream().map_err(|e| Error::io(&peer, e));
+            let sender = Arc::new(Sender {
+                writer: Mutex::new(FrameWriter::new(clone(&*stream)?, peer.clone())),
+                last_sent: Mutex::new(Instant::now()),
+                durable: Default::default(),
+                stop: Mutex::new(false),
+                stop_cv: Condvar::new(),
+            });
             let mut conn = Conn {
                 reader: FrameReader::new(clone(&*stream)?, peer.clone(), opts.max_frame),
-                writer: FrameWriter::new(clone(&*stream)?, peer.clone()),
+                sender: Arc::clone(&sender),
+                stream: clone(&*stream)?,
+                keepalive: None,
                 peer: peer.clone(),
                 last_heard: Instant::now(),
-                last_sent: Instant::now(),
             };
             *relock(&sh.stream) = Some(stream);
             if sh.stop.load(Ordering::Acquire) {
@@ -673,13 +747,24 @@ impl Worker {
             // both what the replica holds and what survives a crash.
             let db = self.db();
             db.wal().sync()?;
-            conn.writer.send(&Message::Hello(Hello {
+            conn.sender
+                .durable
+                .store(db.wal().durable_seq(), Ordering::Release);
+            conn.send(&Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 replica_id: node.node_id,
                 applied_seq: db.last_seq().get(),
                 codecs: opts.codecs.clone(),
                 history: node.history,
             }))?;
+            // Heartbeats start once the hello is out (it is the first frame).
+            let every = opts.heartbeat;
+            conn.keepalive = Some(
+                std::thread::Builder::new()
+                    .name("kv-repl-keepalive".into())
+                    .spawn(move || keepalive(&sender, every))
+                    .map_err(|e| Error::io(&peer, e))?,
+            );
             self.conn = Some(conn);
         }
         let msg = loop {
@@ -723,11 +808,9 @@ impl Worker {
                 drop(node);
                 // Tell the primary what is held (it counts acknowledgements only, not
                 // what a hello claims).
-                let c = self.conn()?;
-                c.writer.send(&Message::Ack {
+                self.conn()?.send(&Message::Ack {
                     durable_seq: applied,
                 })?;
-                c.last_sent = Instant::now();
                 self.note_primary(w.durable_seq);
                 self.nacked = None;
                 relock(&sh.stats).connects += 1;
@@ -1074,10 +1157,7 @@ impl Worker {
         }
         self.nacked = Some(from);
         relock(&self.sh.stats).nacks += 1;
-        let c = self.conn()?;
-        c.writer.send(&Message::Nack { resend_from: from })?;
-        c.last_sent = Instant::now();
-        Ok(())
+        self.conn()?.send(&Message::Nack { resend_from: from })
     }
 
     fn fsync(&mut self) -> Result<Event> {
@@ -1089,10 +1169,10 @@ impl Worker {
     fn acknowledge(&mut self) -> Result<Event> {
         let durable = self.db().wal().durable_seq();
         let c = self.conn()?;
-        c.writer.send(&Message::Ack {
+        c.sender.durable.store(durable, Ordering::Release);
+        c.send(&Message::Ack {
             durable_seq: durable,
         })?;
-        c.last_sent = Instant::now();
         self.update_lag();
         self.sh.progress.notify_all();
         Ok(Event::AckSent)

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kv_engine::Db;
 use kv_replication::{
-    Codec, Primary, Replica, ReplicaOptions, TcpConnector, TcpListener, mem_network,
+    Codec, Primary, PrimaryOptions, Replica, ReplicaOptions, TcpConnector, TcpListener, mem_network,
 };
 use support::*;
 
@@ -243,6 +243,58 @@ fn only_data_durable_on_the_primary_is_shipped() {
     assert!(
         r.wait_for_seq(db.last_seq().get(), Duration::from_secs(30))
             .unwrap()
+    );
+    assert_eq!(digest(&r.db()), digest(&db));
+}
+
+/// A replica whose own fsyncs take longer than the primary's session timeout keeps its
+/// session: it sends heartbeats while it applies and syncs, not only while it waits to
+/// read (the primary drops a replica it has not heard from for that long).
+#[test]
+fn a_replica_slower_to_sync_than_the_session_timeout_keeps_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(dir.path().join("p"), kv_engine::Options::default()).unwrap());
+    let timeout = Duration::from_millis(300);
+    let primary = Primary::start(
+        Arc::clone(&db),
+        PrimaryOptions {
+            session_timeout: timeout,
+            ..primary_options()
+        },
+    )
+    .unwrap();
+    let (l, c) = mem_network();
+    primary.serve(Box::new(l)).unwrap();
+    let fs = Arc::new(kv_wal::FaultFs::new(11));
+    let r = Replica::open(
+        "/r",
+        Arc::new(c),
+        ReplicaOptions {
+            db: busy_options().fs(fs.clone()),
+            ..replica_options()
+        },
+    )
+    .unwrap();
+    db.put("first", "1").unwrap();
+    assert!(r.wait_for_seq(1, Duration::from_secs(30)).unwrap());
+    assert_eq!(r.stats().connects, 1);
+    // Each of the replica's fsyncs now takes more than twice the session timeout.
+    fs.set_sync_delay(timeout * 5 / 2);
+    for i in 0..3 {
+        db.put(format!("k{i}"), "v").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        r.wait_for_seq(db.last_seq().get(), Duration::from_secs(30))
+            .unwrap()
+    );
+    fs.set_sync_delay(Duration::ZERO);
+    let s = r.stats();
+    assert_eq!(
+        (s.connects, s.errors),
+        (1, 0),
+        "the session was dropped: {:?}",
+        s.last_error
     );
     assert_eq!(digest(&r.db()), digest(&db));
 }
