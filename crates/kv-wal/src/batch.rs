@@ -159,6 +159,8 @@ impl Batch {
     /// Adds a put of `key` = `value`.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Self {
         let (key, value) = (key.as_ref(), value.as_ref());
+        // At most one reallocation per operation (tag, two varints of at most 10 bytes).
+        self.rep.reserve(21 + key.len() + value.len());
         self.rep.push(TAG_PUT);
         put_varint(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);
@@ -173,6 +175,7 @@ impl Batch {
     /// Adds a delete of `key`.
     pub fn delete(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
         let key = key.as_ref();
+        self.rep.reserve(11 + key.len());
         self.rep.push(TAG_DELETE);
         put_varint(&mut self.rep, key.len() as u64);
         self.rep.extend_from_slice(key);
