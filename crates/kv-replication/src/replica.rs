@@ -245,6 +245,11 @@ impl Replica {
         opts: ReplicaOptions,
     ) -> Result<Replica> {
         let root = root.as_ref().to_path_buf();
+        if opts.heartbeat.is_zero() || opts.session_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the heartbeat interval and the session timeout must be above zero".into(),
+            ));
+        }
         let fs: Arc<dyn Fs> = opts.db.file_system();
         fs.create_dir_all(&root)
             .map_err(|e| Error::io(root.display(), e))?;

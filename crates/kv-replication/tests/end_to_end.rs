@@ -298,3 +298,25 @@ fn a_replica_slower_to_sync_than_the_session_timeout_keeps_its_session() {
     );
     assert_eq!(digest(&r.db()), digest(&db));
 }
+
+/// A zero heartbeat interval (a keepalive that would never stop sending) or session
+/// timeout is refused when the replica opens.
+#[test]
+fn zero_intervals_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_l, c) = mem_network();
+    let c = Arc::new(c);
+    for opts in [
+        ReplicaOptions {
+            heartbeat: Duration::ZERO,
+            ..replica_options()
+        },
+        ReplicaOptions {
+            session_timeout: Duration::ZERO,
+            ..replica_options()
+        },
+    ] {
+        let e = Replica::open(dir.path().join("r"), c.clone(), opts).unwrap_err();
+        assert!(e.to_string().contains("above zero"), "{e}");
+    }
+}
