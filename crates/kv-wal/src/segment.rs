@@ -203,6 +203,16 @@ impl SegmentReader {
             }
             let Some(h) = self.bytes(off, HDR)? else {
                 let lim = self.limit;
+                // Fewer bytes than a header left before the end of the file, all zero:
+                // zero-fill, as a zero header with zeros to its block's end is (a
+                // preallocated or zeroed-ahead file need not end on a block boundary).
+                if rec.is_none()
+                    && self
+                        .bytes(off, lim - off)?
+                        .is_some_and(|b| b.iter().all(|x| *x == 0))
+                {
+                    return Ok(Step::End);
+                }
                 return Ok(self.damage(
                     rec_start,
                     lim,

@@ -126,6 +126,8 @@ fn a_crash_leaves_zeros_that_reopen_treats_as_the_end() {
         std::mem::forget(wal);
     }
     assert!(fs.raw_contents(&segments(&fs)[0]).unwrap().len() > data_end(&fs));
+    // And the power goes: whatever of the zeros was not synced is lost as well.
+    fs.crash(kv_wal::CrashMode::DropUnsynced);
     let (wal, report) = Wal::open_with_report(dir(), o.clone()).unwrap();
     assert_eq!(report.batches, 20);
     assert!(report.damage.is_empty(), "{:?}", report.damage);
@@ -153,4 +155,56 @@ fn a_failed_zero_write_poisons_the_log() {
     );
     let later = wal.append(&batch(2, 1, 100)).unwrap_err();
     assert!(matches!(later, kv_wal::Error::Poisoned { .. }), "{later}");
+}
+
+/// Zeros need not end on a block boundary: a file that ends one to six bytes into a
+/// block's last possible header, all zero, ends cleanly in every recovery mode; a
+/// non-zero byte there is still damage.
+#[test]
+fn a_file_ending_in_a_few_zero_bytes_is_the_end_in_every_mode() {
+    for extra in 1..=6usize {
+        let fs = FaultFs::new(20 + extra as u64);
+        let o = opts(&fs, 1 << 20, 0);
+        let wal = Wal::open(dir(), o.clone()).unwrap();
+        for i in 0..5 {
+            wal.append(&batch(i, 1, 100)).unwrap();
+        }
+        wal.close().unwrap();
+        let seg = segments(&fs)[0].clone();
+        let mut raw = fs.raw_contents(&seg).unwrap();
+        assert!(
+            32 << 10 > raw.len() + 7,
+            "the data must end with room in its block"
+        );
+        raw.extend(std::iter::repeat_n(0u8, extra));
+        fs.set_raw_contents(&seg, raw.clone()).unwrap();
+        for mode in [
+            RecoveryMode::AbsoluteConsistency,
+            RecoveryMode::PointInTime,
+            RecoveryMode::SkipDamaged,
+            RecoveryMode::TolerateTornTail,
+        ] {
+            let got = read_all(&dir(), &o, mode).unwrap();
+            assert_eq!(got.len(), 5, "{extra} zero bytes, {mode:?}");
+        }
+        let (_, report) = Wal::open_with_report(
+            dir(),
+            o.clone().recovery_mode(RecoveryMode::AbsoluteConsistency),
+        )
+        .unwrap();
+        assert!(report.damage.is_empty(), "{:?}", report.damage);
+        // The same length with a byte that is not zero: a cut-off header, damage.
+        let mut bad = raw;
+        if let Some(last) = bad.last_mut() {
+            *last = 1;
+        }
+        let fs2 = FaultFs::new(40 + extra as u64);
+        let o2 = opts(&fs2, 1 << 20, 0);
+        Wal::open(dir(), o2.clone()).unwrap().close().unwrap();
+        fs2.set_raw_contents(&segments(&fs2)[0], bad).unwrap();
+        assert!(
+            read_all(&dir(), &o2, RecoveryMode::AbsoluteConsistency).is_err(),
+            "{extra} bytes ending in 1 accepted"
+        );
+    }
 }
