@@ -373,8 +373,42 @@ mod tests {
         }
     }
 
+    /// Frames one record the plain way, independently of `layout_record` and
+    /// `fill_checksums`: each fragment built whole, its checksum by `fragment_crc`.
+    fn reference_frame(out: &mut Vec<u8>, mut offset: u64, segment: u64, record: &[u8]) -> u64 {
+        let mut rest = record;
+        let mut first = true;
+        loop {
+            let left = BLOCK_SIZE - (offset % BLOCK_SIZE as u64) as usize;
+            if left < FRAGMENT_HEADER_LEN {
+                out.extend(std::iter::repeat_n(0u8, left));
+                offset += left as u64;
+                continue;
+            }
+            let n = (left - FRAGMENT_HEADER_LEN).min(rest.len());
+            let (chunk, after) = rest.split_at(n);
+            let ty = match (first, after.is_empty()) {
+                (true, true) => FragmentType::Full,
+                (true, false) => FragmentType::First,
+                (false, true) => FragmentType::Last,
+                (false, false) => FragmentType::Middle,
+            } as u8;
+            out.extend_from_slice(&fragment_crc(ty, segment, chunk).to_le_bytes());
+            out.extend_from_slice(&(n as u16).to_le_bytes());
+            out.push(ty);
+            out.extend_from_slice(chunk);
+            offset += (FRAGMENT_HEADER_LEN + n) as u64;
+            rest = after;
+            first = false;
+            if rest.is_empty() {
+                return offset;
+            }
+        }
+    }
+
     /// Records laid out back to back and checksummed in one pass read exactly like
-    /// records framed one at a time: any difference would be a corrupt log.
+    /// records framed one at a time, by `frame_record` and by an independent reference:
+    /// any difference would be a corrupt log.
     #[test]
     fn checksums_filled_per_group_match_per_record_framing() {
         let crc = FragmentCrc::new(5);
@@ -394,15 +428,24 @@ mod tests {
             (BLOCK_SIZE - 3) as u64,
             100_000,
         ] {
-            let (mut one, mut laid) = (Vec::new(), Vec::new());
-            let (mut off_one, mut off_laid) = (start, start);
+            let (mut one, mut laid, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut off_one, mut off_laid, mut off_ref) = (start, start, start);
             for (i, &n) in sizes.iter().enumerate() {
                 let payload: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
                 let head = (i as u64).to_le_bytes();
                 off_one = frame_record(&mut one, off_one, &crc, &payload, &head);
                 off_laid = layout_record(&mut laid, off_laid, &payload, &head);
+                let mut stamped = payload.clone();
+                let k = head.len().min(n);
+                stamped[..k].copy_from_slice(&head[..k]);
+                off_ref = reference_frame(&mut reference, off_ref, 5, &stamped);
             }
             assert_eq!(off_one, off_laid);
+            assert_eq!(off_one, off_ref);
+            assert!(
+                one == reference,
+                "start {start}: frame_record differs from the reference"
+            );
             assert_ne!(one, laid, "the layout alone has no checksums");
             fill_checksums(&mut laid, start, &crc);
             assert!(one == laid, "start {start}: group checksums differ");
