@@ -1088,12 +1088,14 @@ impl Shared {
         if bytes.is_empty() {
             return Ok(());
         }
+        // Zeros first, past where these bytes will end: if writing them fails, the
+        // group fails with none of its batches in the file.
+        self.zero_ahead(io, io.offset + bytes.len() as u64)?;
         io.file
             .write_at(io.offset, bytes)
             .map_err(|e| Error::io(&io.path, e))?;
         io.offset += bytes.len() as u64;
         io.file_len = io.file_len.max(io.offset);
-        self.zero_ahead(io)?;
         let mut w = relock(&self.written);
         w.segment = io.segment;
         w.offset = io.offset;
@@ -1105,16 +1107,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Writes zeros ahead of the log's end once fewer than half of
-    /// [`WalOptions::zero_ahead`] bytes are left, up to that far ahead (never past the
-    /// segment's target size), if the log was fsynced since zeros were last written:
-    /// the zeros save work only in fsyncs, and cost a page-cache write each (about 6 ns
-    /// per 130-byte record here, an eighth of a buffered append), so a log that is
-    /// not being fsynced does without.
-    fn zero_ahead(&self, io: &mut Io) -> Result<()> {
+    /// Writes zeros ahead of `data_end` (where the write about to be made ends) once
+    /// fewer than half of [`WalOptions::zero_ahead`] bytes are left past it, up to that
+    /// far ahead (never past the segment's target size), if the log was fsynced since
+    /// zeros were last written: the zeros save work only in fsyncs, and cost a
+    /// page-cache write each (about 6 ns per 130-byte record here, an eighth of a
+    /// buffered append), so a log that is not being fsynced does without.
+    fn zero_ahead(&self, io: &mut Io, data_end: u64) -> Result<()> {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let ahead = self.opts.zero_ahead;
-        if ahead == 0 || io.zeroed >= io.offset.saturating_add(ahead / 2) {
+        if ahead == 0 || io.zeroed >= data_end.saturating_add(ahead / 2) {
             return Ok(());
         }
         let fsyncs = self.fsyncs.load(Ordering::Relaxed);
@@ -1122,8 +1124,8 @@ impl Shared {
             return Ok(());
         }
         io.zeroed_at_fsyncs = fsyncs;
-        let mut at = io.zeroed.max(io.offset);
-        let end = io.offset.saturating_add(ahead).min(self.opts.segment_size);
+        let mut at = io.zeroed.max(data_end);
+        let end = data_end.saturating_add(ahead).min(self.opts.segment_size);
         while at < end {
             let n = (end - at).min(ZEROS.len() as u64) as usize;
             let zeros = ZEROS.get(..n).unwrap_or_default();

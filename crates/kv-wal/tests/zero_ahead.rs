@@ -143,11 +143,14 @@ fn a_failed_zero_write_poisons_the_log() {
     let fs = FaultFs::new(5);
     let wal = Wal::open(dir(), opts(&fs, 1 << 20, 64 << 10)).unwrap();
     wal.append(&batch(0, 1, 100)).unwrap();
+    let before = data_end(&fs);
     fs.reset_counts();
-    // The first write is the batch, the second the zeros after it.
-    fs.fail_nth(FsOp::Write, 2, Fault::Eio);
+    // The zeros are written first, then the batch: the zeros fail.
+    fs.fail_nth(FsOp::Write, 1, Fault::Eio);
     let err = wal.append(&batch(1, 1, 100)).unwrap_err();
-    assert_eq!(fs.count(FsOp::Write), 2);
+    assert_eq!(fs.count(FsOp::Write), 1);
+    // The failed append left nothing of its batch in the file.
+    assert_eq!(data_end(&fs), before);
     let seg = segments(&fs)[0].clone();
     assert!(
         err.to_string().contains(&seg.display().to_string()),
