@@ -211,3 +211,27 @@ fn a_file_ending_in_a_few_zero_bytes_is_the_end_in_every_mode() {
         );
     }
 }
+
+/// The zeros go before the group's data: when the data's write fails after the zeros
+/// were written, the file holds the zeros and nothing of the failed append.
+#[test]
+fn zeros_are_written_before_the_data() {
+    let fs = FaultFs::new(7);
+    let wal = Wal::open(dir(), opts(&fs, 1 << 20, 64 << 10)).unwrap();
+    wal.append(&batch(0, 1, 100)).unwrap();
+    let seg = segments(&fs)[0].clone();
+    let (before, len_before) = (data_end(&fs), fs.raw_contents(&seg).unwrap().len());
+    assert_eq!(len_before, before, "no zeros before the first fsync");
+    fs.reset_counts();
+    // Write 1: the zeros (one 64 KiB piece); write 2: the batch, which fails.
+    fs.fail_nth(FsOp::Write, 2, Fault::Eio);
+    assert!(wal.append(&batch(1, 1, 100)).is_err());
+    assert_eq!(fs.count(FsOp::Write), 2);
+    assert_eq!(data_end(&fs), before, "the failed batch is in the file");
+    // The zeros start where the batch would have ended (a record's length past it).
+    let len = fs.raw_contents(&seg).unwrap().len();
+    assert!(
+        (before + (64 << 10)..before + (64 << 10) + 1024).contains(&len),
+        "{len} bytes: no zeros written ahead"
+    );
+}
