@@ -306,23 +306,9 @@ fn executable_of(cargo_json: &str, name: &str) -> Option<PathBuf> {
 }
 
 fn list_workloads(bin: &Path) -> Result<Vec<String>, String> {
-    let out = Command::new(bin)
-        .arg("--list-workloads")
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} --list-workloads failed: {}",
-            bin.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
+    let mut cmd = Command::new(bin);
+    cmd.arg("--list-workloads");
+    crate::output_lines(cmd, &format!("{} --list-workloads", bin.display()))
 }
 
 /// One run of `workload` on `engine` in a fresh `kv-compare` process.

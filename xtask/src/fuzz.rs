@@ -53,22 +53,9 @@ fn ensure_cargo_fuzz() -> Result<(), String> {
 }
 
 fn list_targets() -> Result<Vec<String>, String> {
-    let out = cargo_fuzz()
-        .arg("list")
-        .output()
-        .map_err(|e| format!("cargo fuzz list: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo fuzz list failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
+    let mut cmd = cargo_fuzz();
+    cmd.arg("list");
+    crate::output_lines(cmd, "cargo fuzz list")
 }
 
 /// The binary `cargo fuzz build` leaves for `target` (default triple and profile).

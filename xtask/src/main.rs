@@ -84,6 +84,24 @@ fn cargo() -> Command {
     c
 }
 
+/// Runs `cmd` (described as `what` in errors) and returns the non-empty lines of its
+/// standard output, trimmed; an error if it cannot start or fails.
+fn output_lines(mut cmd: Command, what: &str) -> Result<Vec<String>, String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
 /// Whether `cmd` can be started and exits 0 (used to probe for tools).
 fn succeeds(mut cmd: Command) -> bool {
     cmd.stdout(std::process::Stdio::null())
