@@ -288,11 +288,27 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
         }
     }
 
-    // Tables the manifest lists.
+    // Tables the manifest lists; below level 0, no two of a level may overlap (a read
+    // binary-searches the level and would look in only one of them).
     if let Some(state) = &state {
         for (level, files) in state.levels.iter().enumerate() {
             for file in files.values() {
                 verify_table(&fs, dir, level, file, &mut report);
+            }
+            if level > 0
+                && let Some((a, b)) = crate::version::overlapping_pair(files.values())
+                && let Some(manifest) = live_manifest
+            {
+                report.damaged(
+                    &dir.join(filename::manifest_name(manifest)),
+                    None,
+                    format!(
+                        "level {level} lists tables {} and {} whose key ranges overlap: reads of \
+                         the overlap may miss keys",
+                        filename::table_name(a),
+                        filename::table_name(b)
+                    ),
+                );
             }
         }
     }

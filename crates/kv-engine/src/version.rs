@@ -26,12 +26,31 @@ pub(crate) struct Graveyard {
 pub(crate) struct TableHandle {
     pub file: TableFile,
     pub table: Arc<Table>,
+    /// The file's life, shared by every handle of it (a trivial move lists the same
+    /// file under a second handle): it is deleted when the last handle of any level
+    /// is gone, never while an older version still lists it.
+    life: Arc<FileLife>,
+    /// Set while a compaction has the table as an input.
+    busy: AtomicBool,
+}
+
+/// The one owner of a table file on disk: deletes it (through the graveyard) when the
+/// last handle is dropped after a durable manifest edit removed it.
+struct FileLife {
     path: PathBuf,
     /// Set once a durable manifest edit has removed the table.
     obsolete: AtomicBool,
-    /// Set while a compaction has the table as an input.
-    busy: AtomicBool,
     graveyard: Arc<Graveyard>,
+}
+
+impl Drop for FileLife {
+    fn drop(&mut self) {
+        if self.obsolete.load(AtomicOrdering::Acquire)
+            && let Ok(mut files) = self.graveyard.files.lock()
+        {
+            files.push(std::mem::take(&mut self.path));
+        }
+    }
 }
 
 impl std::fmt::Debug for TableHandle {
@@ -50,30 +69,32 @@ impl TableHandle {
         TableHandle {
             file,
             table: Arc::new(table),
-            path,
-            obsolete: AtomicBool::new(false),
+            life: Arc::new(FileLife {
+                path,
+                obsolete: AtomicBool::new(false),
+                graveyard,
+            }),
             busy: AtomicBool::new(false),
-            graveyard,
         }
     }
 
     /// The same open table under a new handle (a trivial move lists it at another
-    /// level; the old handle is dropped without deleting the file).
-    pub(crate) fn relisted(&self, graveyard: Arc<Graveyard>) -> Self {
+    /// level). Both handles share the file's life: it is deleted only once neither is
+    /// referenced (an older version, held by a reader or a checkpoint, may still list
+    /// the old handle after the new one has been compacted away).
+    pub(crate) fn relisted(&self) -> Self {
         TableHandle {
             file: self.file.clone(),
             table: self.table.clone(),
-            path: self.path.clone(),
-            obsolete: AtomicBool::new(false),
+            life: self.life.clone(),
             busy: AtomicBool::new(false),
-            graveyard,
         }
     }
 
     /// Marks the table for deletion once nothing uses it. Call only after the manifest
     /// edit removing it is durable.
     pub(crate) fn mark_obsolete(&self) {
-        self.obsolete.store(true, AtomicOrdering::Release);
+        self.life.obsolete.store(true, AtomicOrdering::Release);
     }
 
     pub(crate) fn set_busy(&self, busy: bool) {
@@ -97,16 +118,6 @@ impl TableHandle {
         let below = hi.is_some_and(|h| self.smallest_user_key() > h);
         let above = lo.is_some_and(|l| self.largest_user_key() < l);
         !below && !above
-    }
-}
-
-impl Drop for TableHandle {
-    fn drop(&mut self) {
-        if self.obsolete.load(AtomicOrdering::Acquire)
-            && let Ok(mut files) = self.graveyard.files.lock()
-        {
-            files.push(std::mem::take(&mut self.path));
-        }
     }
 }
 
@@ -212,6 +223,20 @@ pub(crate) fn sort_level(level: usize, tables: &mut [Arc<TableHandle>]) {
     } else {
         tables.sort_by(|a, b| compare_internal_keys(&a.file.smallest, &b.file.smallest));
     }
+}
+
+/// The first two tables (file numbers) whose user-key ranges overlap, among tables of
+/// one level below level 0 (where they must not: a read binary-searches the level and
+/// would look in only one of them).
+pub(crate) fn overlapping_pair<'a>(
+    tables: impl IntoIterator<Item = &'a TableFile>,
+) -> Option<(u64, u64)> {
+    let mut sorted: Vec<&TableFile> = tables.into_iter().collect();
+    sorted.sort_by(|a, b| user_key_of(&a.smallest).cmp(user_key_of(&b.smallest)));
+    sorted.windows(2).find_map(|w| match w {
+        [a, b] if user_key_of(&a.largest) >= user_key_of(&b.smallest) => Some((a.number, b.number)),
+        _ => None,
+    })
 }
 
 /// A cursor over a sorted, non-overlapping run of tables: one table open at a time.

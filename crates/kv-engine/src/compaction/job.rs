@@ -12,7 +12,7 @@ use super::{PickContext, Task};
 use crate::db::{Inner, lock};
 use crate::stats::Counters;
 use crate::table_file::TableWriter;
-use crate::version::{TableHandle, Version, sort_level};
+use crate::version::{TableHandle, Version, overlapping_pair, sort_level};
 use crate::version_edit::{TableFile, VersionEdit};
 use crate::{Db, Error, Result};
 
@@ -141,7 +141,7 @@ impl Inner {
             ..VersionEdit::default()
         };
         // The same open table, now listed one level down (not obsolete: still live).
-        let moved = Arc::new(table.relisted(self.graveyard.clone()));
+        let moved = Arc::new(table.relisted());
         self.install_edit_keep_files(edit, vec![moved], task.output_level)?;
         self.strategy.completed(task);
         Counters::add(&self.counters.trivial_moves, 1);
@@ -157,7 +157,18 @@ impl Inner {
         let mut merged = MergingCursor::new(cursors);
         merged.seek_to_first()?;
 
-        let snapshots: Vec<u64> = lock(&self.snapshots).keys().copied().collect();
+        // Live snapshots, and the visible sequence number as one more: a version above
+        // it (none should reach a table: flush publishes first) is never folded into
+        // one a reader can see.
+        let snapshots: Vec<u64> = {
+            let snaps = lock(&self.snapshots);
+            let mut v: Vec<u64> = snaps.keys().copied().collect();
+            let visible = self.visible_seq();
+            if v.last().is_none_or(|&s| s < visible) {
+                v.push(visible);
+            }
+            v
+        };
         let build = self.build_options(task.output_level);
         let mut writer: Option<TableWriter<'_>> = None;
         let mut current_key: Vec<u8> = Vec::new();
@@ -277,21 +288,39 @@ impl Inner {
         edit.next_file_number = Some(st.next_file_number);
         edit.last_seq = Some(st.flushed_seq);
         edit.flushed_seq = Some(st.flushed_seq);
-        self.log_edit(&mut st, &edit)?;
         let mut version: Version = (*st.version).clone();
+        let mut removed = Vec::new();
         for &(level, number) in &edit.deleted {
             if let Some(tables) = version.levels.get_mut(level)
                 && let Some(i) = tables.iter().position(|t| t.file.number == number)
             {
-                let t = tables.remove(i);
-                if obsolete {
-                    t.mark_obsolete();
-                }
+                removed.push(tables.remove(i));
             }
         }
         if let Some(tables) = version.levels.get_mut(output_level) {
             tables.extend(added);
             sort_level(output_level, tables);
+            if output_level > 0
+                && let Some((a, b)) = overlapping_pair(tables.iter().map(|t| &t.file))
+            {
+                // A bug, not damage: refuse to record or install a version that reads
+                // would get wrong (the inputs stay; the outputs become orphans that the
+                // next open removes).
+                return Err(Error::corruption(
+                    &self.path,
+                    0,
+                    format!(
+                        "compaction would leave tables {a} and {b} overlapping in level {output_level}; nothing was installed"
+                    ),
+                ));
+            }
+        }
+        self.log_edit(&mut st, &edit)?;
+        // The edit is durable: the inputs may go once nothing holds them.
+        if obsolete {
+            for t in &removed {
+                t.mark_obsolete();
+            }
         }
         st.version = Arc::new(version);
         self.install_sv(&st);

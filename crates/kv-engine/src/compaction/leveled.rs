@@ -32,6 +32,16 @@ impl Leveled {
     }
 
     /// The base level (where level 0 compacts into) and each level's target size.
+    ///
+    /// The base level is never deeper than the shallowest non-empty level below level
+    /// 0: data compacted out of level 0 must land above (or in) every level holding
+    /// older data, or a read, which looks at shallower levels first, would find the
+    /// older version first. With dynamic sizes the base computed from the bottom
+    /// level's size can move deeper when the bottom shrinks (a range compacted away)
+    /// or when the option is turned on over a database with shallow levels; the levels
+    /// above that computed base then get a target of zero and are drained downwards,
+    /// one table at a time, until the base can move there (RocksDB keeps its base
+    /// level at or above the first non-empty level the same way).
     fn targets(&self, version: &Version) -> (usize, [u64; MAX_LEVELS]) {
         let bytes = version.level_bytes();
         let mut targets = [0u64; MAX_LEVELS];
@@ -44,7 +54,7 @@ impl Leveled {
             return (1, targets);
         }
         // Dynamic: from the bottom up; levels whose target falls below the base size
-        // stay empty and level 0 skips them.
+        // get none (they should be empty) and level 0 skips them when they are.
         let mut t = bytes[LAST_LEVEL].max(self.opts.base_level_bytes);
         let mut base = LAST_LEVEL;
         for level in (1..=LAST_LEVEL).rev() {
@@ -57,7 +67,8 @@ impl Leveled {
             targets[level] = t;
             base = level;
         }
-        (base, targets)
+        let first_nonempty = (1..=LAST_LEVEL).find(|&l| bytes[l] > 0);
+        (first_nonempty.map_or(base, |f| f.min(base)), targets)
     }
 
     fn level0_task(
@@ -131,8 +142,17 @@ impl Leveled {
             && inputs
                 .iter()
                 .all(|(l, ts)| *l != output_level || ts.is_empty());
+        // Older data: every table below the shallowest input level that is not an
+        // input (levels between the inputs and the output included, should any hold
+        // data), so a tombstone is dropped only if no level that can hold its key does.
+        let top = inputs.iter().map(|(l, _)| *l).min().unwrap_or(output_level);
+        let numbers: std::collections::HashSet<u64> = all.iter().map(|t| t.file.number).collect();
+        let older = deeper(version, top)
+            .into_iter()
+            .filter(|t| !numbers.contains(&t.file.number))
+            .collect();
         Task {
-            older: deeper(version, output_level),
+            older,
             grandparents: version
                 .levels
                 .get(output_level + 1)
@@ -158,6 +178,9 @@ impl Strategy for Leveled {
         for level in base..LAST_LEVEL {
             if targets[level] > 0 {
                 scored.push((bytes[level] as f64 / targets[level] as f64, level));
+            } else if bytes[level] > 0 {
+                // Above the computed base (dynamic sizes): drain it, shallowest first.
+                scored.push((f64::MAX / (level as f64 + 1.0), level));
             }
         }
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -201,11 +224,17 @@ impl Strategy for Leveled {
             if level == deepest && level > 0 {
                 // The bottom: rewrite in place only tables that still hold tombstones
                 // (kept earlier for a snapshot); nothing else there is dead.
-                let inputs: Vec<_> = overlapping(version, level, lo, hi)
-                    .into_iter()
-                    .filter(|t| t.file.tombstones > 0)
-                    .collect();
-                if inputs.is_empty() || any_busy(&inputs) {
+                // Every table between the first and the last of those is taken too:
+                // the output spans their whole key range, and a level must never hold
+                // two tables whose ranges overlap.
+                let tables = overlapping(version, level, lo, hi);
+                let first = tables.iter().position(|t| t.file.tombstones > 0);
+                let last = tables.iter().rposition(|t| t.file.tombstones > 0);
+                let inputs: Vec<_> = match (first, last) {
+                    (Some(f), Some(l)) => tables.get(f..=l).map(<[_]>::to_vec)?,
+                    _ => return None,
+                };
+                if any_busy(&inputs) {
                     return None;
                 }
                 let mut task = self.task(version, vec![(level, inputs)], level, ctx, "manual");

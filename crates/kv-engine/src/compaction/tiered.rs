@@ -4,7 +4,7 @@
 //! Only runs adjacent in age are merged, so the runs' sequence ranges never interleave
 //! and a point read can stop at the first (newest) run holding the key.
 
-use super::{PickContext, Strategy, Task, TieredOptions, any_busy};
+use super::{PickContext, Strategy, Task, TieredOptions, any_busy, deeper};
 use crate::version::{TableHandle, Version};
 use std::sync::Arc;
 
@@ -18,18 +18,24 @@ impl Tiered {
         Tiered { opts }
     }
 
-    /// A task merging runs `range` (indices into level 0, newest first).
+    /// A task merging runs `range` (indices into level 0, newest first). Older data:
+    /// the runs after the range, and every table in deeper levels (left there by
+    /// leveled compaction before the database was reopened with tiered: tiered never
+    /// writes there, but a tombstone must not be dropped while they may hold its key).
     fn task(
-        runs: &[Arc<TableHandle>],
+        version: &Version,
         range: std::ops::Range<usize>,
         reason: &'static str,
     ) -> Option<Task> {
+        let runs = version.levels.first()?;
         let picked = runs.get(range.clone())?.to_vec();
-        if picked.len() < 2 || any_busy(&picked) {
+        if picked.is_empty() || any_busy(&picked) {
             return None;
         }
+        let mut older = runs.get(range.end..).map(<[_]>::to_vec).unwrap_or_default();
+        older.extend(deeper(version, 0));
         Some(Task {
-            older: runs.get(range.end..).map(<[_]>::to_vec).unwrap_or_default(),
+            older,
             grandparents: Vec::new(),
             inputs: vec![(0, picked)],
             output_level: 0,
@@ -38,22 +44,31 @@ impl Tiered {
             reason,
         })
     }
-}
 
-impl Strategy for Tiered {
-    fn pick(&self, version: &Version, _ctx: &PickContext) -> Option<Task> {
-        let runs = version.levels.first()?;
+    /// The runs the next merge takes, and why: `usable` says whether a run may join
+    /// (not being compacted already). `pick` passes the real test; the compaction-debt
+    /// estimate passes "always", so it counts exactly what a merge would rewrite once
+    /// running merges finish, and nothing when no merge is due.
+    fn select(
+        &self,
+        runs: &[Arc<TableHandle>],
+        usable: impl Fn(&[Arc<TableHandle>]) -> bool,
+    ) -> Option<(std::ops::Range<usize>, &'static str)> {
         let n = runs.len();
         if n < self.opts.min_runs {
             return None;
         }
+        let ok = |r: &std::ops::Range<usize>| {
+            runs.get(r.clone())
+                .is_some_and(|ts| ts.len() >= 2 && usable(ts))
+        };
         // 1. Space amplification: everything newer than the oldest run, relative to it.
         let oldest = runs.last()?.file.size.max(1);
         let newer: u64 = runs.iter().take(n - 1).map(|t| t.file.size).sum();
         if newer.saturating_mul(100) / oldest > self.opts.max_space_amplification_percent
-            && let Some(t) = Self::task(runs, 0..n, "space amplification")
+            && ok(&(0..n))
         {
-            return Some(t);
+            return Some((0..n, "space amplification"));
         }
         // 2. Similar sizes: from each start, extend to older runs while the next run
         //    is not much larger than what is gathered so far.
@@ -69,17 +84,24 @@ impl Strategy for Tiered {
                 total += next.file.size;
                 end += 1;
             }
-            if end - start >= self.opts.min_runs.min(n).max(2)
-                && let Some(t) = Self::task(runs, start..end, "similar sizes")
-            {
-                return Some(t);
+            if end - start >= self.opts.min_runs.min(n).max(2) && ok(&(start..end)) {
+                return Some((start..end, "similar sizes"));
             }
         }
         // 3. Too many runs: merge the newest ones down to the minimum.
-        if n > self.opts.max_runs {
-            return Self::task(runs, 0..(n - self.opts.min_runs + 1), "too many runs");
+        let newest = 0..(n - self.opts.min_runs + 1);
+        if n > self.opts.max_runs && ok(&newest) {
+            return Some((newest, "too many runs"));
         }
         None
+    }
+}
+
+impl Strategy for Tiered {
+    fn pick(&self, version: &Version, _ctx: &PickContext) -> Option<Task> {
+        let runs = version.levels.first()?;
+        let (range, reason) = self.select(runs, |ts| !any_busy(ts))?;
+        Self::task(version, range, reason)
     }
 
     fn pick_manual(
@@ -94,32 +116,18 @@ impl Strategy for Tiered {
             return None;
         }
         let runs = version.levels.first()?;
-        if runs.len() < 2 {
-            // One run: rewrite it alone to drop dead versions and tombstones.
-            let run = runs.first()?;
-            if run.is_busy() {
-                return None;
-            }
-            return Some(Task {
-                older: Vec::new(),
-                grandparents: Vec::new(),
-                inputs: vec![(0, vec![run.clone()])],
-                output_level: 0,
-                trivial_move: false,
-                target_table_size: u64::MAX,
-                reason: "manual",
-            });
-        }
-        Self::task(runs, 0..runs.len(), "manual")
+        // Every run, or the one run alone (rewritten to drop dead versions and
+        // tombstones).
+        Self::task(version, 0..runs.len(), "manual")
     }
 
     fn pending_bytes(&self, version: &Version) -> u64 {
-        let runs = version.levels.first().map_or(0, Vec::len);
-        if runs >= self.opts.min_runs {
-            version.level_bytes()[0]
-        } else {
-            0
-        }
+        let Some(runs) = version.levels.first() else {
+            return 0;
+        };
+        self.select(runs, |_| true)
+            .and_then(|(range, _)| runs.get(range))
+            .map_or(0, |ts| ts.iter().map(|t| t.file.size).sum())
     }
 
     fn completed(&self, _task: &Task) {}
