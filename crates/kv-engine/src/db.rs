@@ -14,6 +14,7 @@ use kv_wal::{FileLock, Fs, Wal};
 use crate::compaction::Strategy;
 use crate::manifest::Manifest;
 use crate::options::{DbBuilder, Options};
+use crate::publish::Publisher;
 use crate::stats::Counters;
 use crate::transaction::ConflictTracker;
 use crate::version::{Graveyard, Version};
@@ -62,9 +63,9 @@ pub(crate) struct Inner {
     /// freezes, so every batch of a WAL segment lands in that segment's memtable and
     /// sequence numbers become visible in order.
     pub commit: Mutex<()>,
-    /// The last published sequence number, advanced strictly in order: readers read
-    /// at it.
-    pub visible: AtomicU64,
+    /// The visible sequence number (readers read at it), advanced strictly in order;
+    /// synced batches join it only once durable.
+    pub publisher: Publisher,
     /// Live snapshots: sequence number -> count.
     pub snapshots: Mutex<BTreeMap<u64, usize>>,
     pub counters: Counters,
@@ -135,7 +136,7 @@ impl Inner {
 
     /// The sequence number readers see.
     pub(crate) fn visible_seq(&self) -> u64 {
-        self.visible.load(Ordering::Acquire)
+        self.publisher.visible()
     }
 
     /// Deletes files whose last reference is gone.

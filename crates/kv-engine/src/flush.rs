@@ -97,8 +97,20 @@ impl Inner {
         // Invariant: a table never holds a sequence number the WAL has not made
         // durable, so after any crash the WAL continues above everything in tables.
         // (Rotation already synced the frozen memtable's segment; this is cheap then.)
+        // And never one readers cannot see yet: synced batches of this memtable that
+        // the sync made durable are published now (their writers may not have woken).
         if let Some(max) = mem.max_seqno() {
             self.wal.sync_up_to(max.get())?;
+            self.publisher.durable(self.wal.durable_seq());
+            if self.visible_seq() < max.get() {
+                return Err(Error::Wal(kv_wal::Error::Poisoned {
+                    path: self.wal.dir().to_path_buf(),
+                    cause: format!(
+                        "memtable holds sequence {} that was never published (a synced write failed)",
+                        max.get()
+                    ),
+                }));
+            }
         }
         let mut cursor = mem.cursor();
         let file = write_table(

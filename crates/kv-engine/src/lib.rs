@@ -63,6 +63,7 @@ mod histogram;
 pub mod inspect;
 mod manifest;
 mod options;
+mod publish;
 mod read;
 mod recovery;
 mod replication;

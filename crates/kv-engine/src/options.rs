@@ -383,6 +383,21 @@ impl Options {
                 self.l0_slowdown_files, self.l0_stop_files
             ));
         }
+        // Writes stop at `l0_stop_files` level-0 tables until compaction removes some:
+        // the count must be one at which compaction is certain to start, or writers
+        // would wait forever (leveled compacts level 0 from its trigger on; tiered
+        // merges regardless of sizes only past `max_runs`).
+        let (must_exceed, what) = match self.compaction_style {
+            CompactionStyle::Leveled(o) => (o.level0_trigger, "the leveled level0_trigger"),
+            CompactionStyle::Tiered(o) => (o.max_runs, "the tiered max_runs"),
+        };
+        if self.l0_stop_files <= must_exceed {
+            return bad(format!(
+                "level-0 stop count {} must be above {what} ({must_exceed}): writes would stop \
+                 before compaction starts; raise the stop count (level0_backpressure) or lower {what}",
+                self.l0_stop_files
+            ));
+        }
         if self.pending_compaction_hard_bytes < self.pending_compaction_soft_bytes {
             return bad("pending compaction hard limit below the soft limit".into());
         }

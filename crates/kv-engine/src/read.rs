@@ -16,15 +16,23 @@ use crate::version::Source;
 use crate::{Db, Result, Value};
 
 impl Inner {
-    /// Reads `key` as of `seq`: memtables newest first, then level 0 newest first, then
-    /// one table per deeper level.
-    pub(crate) fn get_at(&self, key: &[u8], seq: u64) -> Result<Option<Value>> {
+    /// Reads `key` as of `seq` (`None`: the latest visible state): memtables newest
+    /// first, then level 0 newest first, then one table per deeper level.
+    ///
+    /// The view (memtables and tables) is loaded *before* the latest sequence number is
+    /// read, as RocksDB does: everything published up to that number was then already
+    /// in the view, or in a memtable or table the view holds. The other order could
+    /// read at a number whose versions a flush and compaction had meanwhile folded
+    /// into a newer one the reader may not see. (A snapshot's number is registered, so
+    /// compaction keeps what it sees whatever view a read loads.)
+    pub(crate) fn get_at(&self, key: &[u8], seq: Option<u64>) -> Result<Option<Value>> {
         let c = &self.counters;
         // Latency is sampled (one get in 8) to keep two clock reads off most gets.
         let n = c.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let start = n.is_multiple_of(GET_LATENCY_SAMPLE).then(Instant::now);
-        let snapshot = SeqNo::new(seq).unwrap_or(SeqNo::MAX);
         let sv = self.sv.load();
+        let seq = seq.unwrap_or_else(|| self.visible_seq());
+        let snapshot = SeqNo::new(seq).unwrap_or(SeqNo::MAX);
         let found = match sv.mems.get(key, snapshot) {
             Some(MemLookup::Value { value, .. }) => {
                 Counters::add(&c.get_hits_memtable, 1);
@@ -57,9 +65,11 @@ impl Inner {
         Ok(found)
     }
 
-    /// A scan of `bounds` as of `seq`, over the current memtables and tables.
-    pub(crate) fn iter_at(&self, bounds: Bounds, seq: u64) -> Iter {
+    /// A scan of `bounds` as of `seq` (`None`: the latest visible state, read after the
+    /// view is loaded: see [`Inner::get_at`]), over the current memtables and tables.
+    pub(crate) fn iter_at(&self, bounds: Bounds, seq: Option<u64>) -> Iter {
         let sv = self.sv.load_full();
+        let seq = seq.unwrap_or_else(|| self.visible_seq());
         let snapshot = SeqNo::new(seq).unwrap_or(SeqNo::MAX);
         let mut children: Vec<Box<dyn Cursor + Send>> = Vec::new();
         for c in sv.mems.cursors() {
@@ -156,7 +166,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        self.inner.get_at(key.as_ref(), self.inner.visible_seq())
+        self.inner.get_at(key.as_ref(), None)
     }
 
     /// The entries whose keys fall in `range`, in key order (`.rev()` for descending).
@@ -174,8 +184,7 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        self.inner
-            .iter_at(Bounds::from_range(range), self.inner.visible_seq())
+        self.inner.iter_at(Bounds::from_range(range), None)
     }
 
     /// The entries whose keys start with `prefix`, in key order.
@@ -190,13 +199,12 @@ impl Db {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
-        self.inner
-            .iter_at(Bounds::prefix(prefix.as_ref()), self.inner.visible_seq())
+        self.inner.iter_at(Bounds::prefix(prefix.as_ref()), None)
     }
 
     /// Every entry, in key order.
     pub fn iter(&self) -> Iter {
-        self.inner.iter_at(Bounds::all(), self.inner.visible_seq())
+        self.inner.iter_at(Bounds::all(), None)
     }
 
     /// A consistent point-in-time view: reads through it ignore later writes, and
@@ -242,19 +250,21 @@ impl Snapshot<'_> {
 
     /// The value of `key` as of the snapshot.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Value>> {
-        self.db.inner.get_at(key.as_ref(), self.seq)
+        self.db.inner.get_at(key.as_ref(), Some(self.seq))
     }
 
     /// The entries in `range` as of the snapshot.
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        self.db.inner.iter_at(Bounds::from_range(range), self.seq)
+        self.db
+            .inner
+            .iter_at(Bounds::from_range(range), Some(self.seq))
     }
 
     /// The entries starting with `prefix` as of the snapshot.
     pub fn prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
         self.db
             .inner
-            .iter_at(Bounds::prefix(prefix.as_ref()), self.seq)
+            .iter_at(Bounds::prefix(prefix.as_ref()), Some(self.seq))
     }
 }
 

@@ -226,7 +226,7 @@ impl Db {
             bg_cv: Condvar::new(),
             room_cv: Condvar::new(),
             commit: Mutex::new(()),
-            visible: AtomicU64::new(visible),
+            publisher: crate::publish::Publisher::new(visible),
             snapshots: Mutex::new(BTreeMap::new()),
             counters: Counters::new(),
             conflicts: ConflictTracker::new(conflict_window),

@@ -57,12 +57,13 @@ impl Inner {
         self.make_room()?;
 
         // One writer at a time appends to the WAL (handing the batch to the OS, no
-        // fsync), inserts into the memtable and publishes: publication is in order by
-        // construction and no writer waits for another to publish. Durability waits
-        // come after, outside the lock, where kv-wal makes one fsync serve everyone
-        // waiting (group commit). The active memtable cannot be frozen meanwhile:
-        // freezing takes this lock too, so every batch lands in the memtable of its
-        // WAL segment.
+        // fsync) and inserts into the memtable, in sequence order. The active memtable
+        // cannot be frozen meanwhile: freezing takes this lock too, so every batch lands
+        // in the memtable of its WAL segment. Durability waits come after, outside the
+        // lock, where kv-wal makes one fsync serve everyone waiting (group commit).
+        // Publication (see `publish.rs`) is in order: an unsynced batch is visible at
+        // once unless a synced one numbered before it still waits for its fsync; a
+        // synced batch only once durable, never if its fsync fails.
         let want_sync = opts
             .sync_override()
             .unwrap_or(self.opts.sync_policy == SyncPolicy::Always);
@@ -80,10 +81,23 @@ impl Inner {
             };
         }
         let last = seqs.first + seqs.count - 1;
-        self.visible.store(last, Ordering::Release);
+        self.publisher.inserted(seqs.first, last, want_sync);
         drop(commit);
         if want_sync {
-            self.wal.sync_up_to(last)?;
+            if let Err(e) = self.wal.sync_up_to(last) {
+                self.publisher.fail();
+                return Err(e.into());
+            }
+            self.publisher.durable(self.wal.durable_seq());
+        }
+        if self.publisher.wait_visible(last).is_err() {
+            // A synced batch numbered before this one failed its fsync: this one can
+            // never be visible. The log is poisoned; report its error.
+            self.wal.health()?;
+            return Err(Error::Wal(kv_wal::Error::Poisoned {
+                path: self.wal.dir().to_path_buf(),
+                cause: "an earlier synced write failed its fsync".into(),
+            }));
         }
 
         let c = &self.counters;
@@ -108,8 +122,9 @@ impl Inner {
                 self.check_bg_error()?;
                 let l0 = self.sv.load().version.levels.first().map_or(0, Vec::len);
                 let pending = self.pending_compaction_bytes.load(Ordering::Relaxed);
-                if l0 >= self.opts.l0_stop_files
-                    || pending >= self.opts.pending_compaction_hard_bytes
+                if (l0 >= self.opts.l0_stop_files
+                    || pending >= self.opts.pending_compaction_hard_bytes)
+                    && self.compaction_can_progress()
                 {
                     stalled.get_or_insert_with(Instant::now);
                     let st = lock(&self.state);
@@ -159,6 +174,27 @@ impl Inner {
         result
     }
 
+    /// Whether a stall on compaction can end: a compaction is running (its end wakes
+    /// the stalled writers) or one is due (a worker will pick it). When neither holds,
+    /// waiting would never end: the writer goes on (options validation rules out the
+    /// known cases, and this keeps any other from deadlocking writers).
+    fn compaction_can_progress(&self) -> bool {
+        let st = lock(&self.state);
+        if st.running_compactions > 0 || st.manual_compactions > 0 {
+            return true;
+        }
+        let due = self
+            .strategy
+            .pick(&st.version, &self.pick_context())
+            .is_some();
+        if !due {
+            tracing::warn!(
+                "writes would stall on compaction, but no compaction is running or due; not stalling"
+            );
+        }
+        due
+    }
+
     /// Waits (bounded) for a flush to free a slot or for background work to fail.
     pub(crate) fn wait_for_room(&self) {
         let st = lock(&self.state);
@@ -171,6 +207,8 @@ impl Inner {
     /// caller holds `commit` and has checked there is room.
     pub(crate) fn freeze_active(&self) -> Result<()> {
         self.wal.rotate()?;
+        // Rotation fsynced the sealed segment: synced batches in it are durable.
+        self.publisher.durable(self.wal.durable_seq());
         let st = lock(&self.state);
         self.mems.freeze()?;
         self.install_sv(&st);

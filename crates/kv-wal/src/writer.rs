@@ -600,6 +600,19 @@ impl Wal {
         self.shared.wait_for(st, Need::Durable(Upto::Seq(seq)))
     }
 
+    /// `Ok` while the log takes appends; the error that stopped it otherwise
+    /// ([`Error::Poisoned`] after a failed write or fsync, [`Error::Closed`]).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = kv_wal::Wal::open(dir.path(), kv_wal::WalOptions::default())?;
+    /// assert!(wal.health().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn health(&self) -> Result<()> {
+        relock(&self.shared.state).usable()
+    }
+
     /// Every batch with a sequence number up to this is durable.
     pub fn durable_seq(&self) -> u64 {
         relock(&self.shared.state).durable.seq

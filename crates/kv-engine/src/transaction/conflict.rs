@@ -85,12 +85,19 @@ impl ConflictTracker {
     /// does not see can be forgotten before the transaction is registered.
     ///
     /// Plain writes numbered while no transaction was registered were not recorded;
-    /// before taking the snapshot this waits (briefly: they are being published) until
-    /// every one of them is visible, so the snapshot sees them all. `visible` reads the
-    /// database's visible sequence number.
+    /// before taking the snapshot this waits until every one of them is visible, so the
+    /// snapshot sees them all (a snapshot below one could commit a read-modify-write
+    /// that missed it: a lost update). The wait has no deadline, since giving up would
+    /// weaken isolation; it lasts as long as the publication of a large batch or a
+    /// synced write's fsync. It ends early only when `failed` says the log can take no
+    /// more writes (a failed WAL write or fsync left a number that will never be
+    /// visible): the transaction then begins at once, reads like a plain snapshot, and
+    /// its commit fails with the log's error. `visible` reads the database's visible
+    /// sequence number.
     pub(crate) fn begin<S>(
         &self,
         visible: impl Fn() -> u64,
+        failed: impl Fn() -> bool,
         take: impl FnOnce() -> (S, u64),
     ) -> (S, u64) {
         // Dekker-style handshake with `record`: the writer publishes `unrecorded_max`
@@ -99,16 +106,20 @@ impl ConflictTracker {
         // sees the other: the writer records, or we wait for its write.
         self.active_txns.fetch_add(1, Ordering::SeqCst);
         let unrecorded = self.unrecorded_max.load(Ordering::SeqCst);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
         let mut spins = 0u32;
-        // Bounded: a write numbered but never published means the WAL failed, and then
-        // no transaction can commit anyway.
-        while visible() < unrecorded && std::time::Instant::now() < deadline {
+        while visible() < unrecorded {
             spins += 1;
             if spins < 64 {
                 std::hint::spin_loop();
-            } else {
+            } else if spins < 128 {
                 std::thread::yield_now();
+            } else {
+                if failed() {
+                    break;
+                }
+                // A long publication (a huge batch, a slow fsync): sleep, growing to 1 ms.
+                let micros = u64::from((spins - 127).min(1000));
+                std::thread::sleep(std::time::Duration::from_micros(micros));
             }
         }
         let mut w = lock(&self.window);
@@ -331,6 +342,7 @@ mod tests {
         };
         let (_, snap) = t.begin(
             || visible.load(Ordering::SeqCst),
+            || false,
             || ((), visible.load(Ordering::SeqCst)),
         );
         publisher.join().unwrap();
@@ -344,7 +356,7 @@ mod tests {
     #[test]
     fn point_range_and_write_conflicts() {
         let t = ConflictTracker::new(1 << 20);
-        let (_, snap) = t.begin(|| u64::MAX, || ((), 10));
+        let (_, snap) = t.begin(|| u64::MAX, || false, || ((), 10));
         t.record(seqs(11, 1), [&b"b"[..]].into_iter(), 10);
         let none: [&[u8]; 0] = [];
         let err = |r: &ReadSet, w: &[&[u8]]| {
@@ -370,7 +382,7 @@ mod tests {
     #[test]
     fn pruned_when_no_transaction_can_conflict() {
         let t = ConflictTracker::new(1 << 20);
-        let (_, snap) = t.begin(|| u64::MAX, || ((), 5));
+        let (_, snap) = t.begin(|| u64::MAX, || false, || ((), 5));
         for s in 6..10 {
             t.record(seqs(s, 1), [format!("k{s}").as_bytes()].into_iter(), s);
         }
@@ -386,7 +398,7 @@ mod tests {
     #[test]
     fn over_budget_old_transactions_fail_safely() {
         let t = ConflictTracker::new(4 * (KEY_OVERHEAD + 2));
-        let (_, old) = t.begin(|| u64::MAX, || ((), 1));
+        let (_, old) = t.begin(|| u64::MAX, || false, || ((), 1));
         for s in 2..20 {
             t.record(seqs(s, 1), [format!("k{s}").as_bytes()].into_iter(), s);
         }
@@ -402,7 +414,7 @@ mod tests {
             .unwrap_err();
         assert!(e.is_conflict() && e.to_string().contains("too old"), "{e}");
         // A fresh transaction is covered.
-        let (_, fresh) = t.begin(|| u64::MAX, || ((), 19));
+        let (_, fresh) = t.begin(|| u64::MAX, || false, || ((), 19));
         t.admit(
             fresh,
             &ReadSet::default(),

@@ -105,6 +105,7 @@ impl Db {
     pub fn transaction(&self) -> Transaction<'_> {
         let (snapshot, seq) = self.inner.conflicts.begin(
             || self.inner.visible_seq(),
+            || self.inner.publisher.has_failed() || self.inner.wal.health().is_err(),
             || {
                 let s = self.snapshot();
                 let seq = s.seq().get();
@@ -176,7 +177,7 @@ impl Transaction<'_> {
             return Ok(w.clone().map(Value::owned));
         }
         self.reads.borrow_mut().keys.insert(key.to_vec());
-        self.db.inner.get_at(key, self.seq)
+        self.db.inner.get_at(key, Some(self.seq))
     }
 
     /// Buffers a put of `value` under `key`; it is written at commit.
@@ -288,7 +289,7 @@ impl Transaction<'_> {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        let db = self.db.inner.iter_at(bounds.clone(), self.seq);
+        let db = self.db.inner.iter_at(bounds.clone(), Some(self.seq));
         self.reads.borrow_mut().ranges.push(bounds);
         TxnIter::new(db, buffered)
     }
