@@ -16,7 +16,12 @@
 //! `KV_STRESS_SECS=N` (seconds per configuration), or `cargo xtask stress --secs N`,
 //! which runs it in release. Seeds are fixed per configuration; a failure prints its
 //! configuration.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::print_stderr,
+    reason = "test code; the summary of a run is printed for long campaigns"
+)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
