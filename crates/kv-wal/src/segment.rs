@@ -464,14 +464,11 @@ impl SegmentReader {
                 .read_exact_at(block_start, &mut buf)
                 .map_err(|e| Error::io(&self.path, e))?;
             let mut p = from.saturating_sub(block_start) as usize;
-            loop {
-                // Cheap filter first: the next position whose type byte is a marker's.
-                let Some(skip) = buf
-                    .get(p + FRAGMENT_HEADER_LEN - 1..)
-                    .and_then(|rest| rest.iter().position(|t| *t == SYNC_MARKER_TYPE))
-                else {
-                    break;
-                };
+            // Cheap filter first: the next position whose type byte is a marker's.
+            while let Some(skip) = buf
+                .get(p + FRAGMENT_HEADER_LEN - 1..)
+                .and_then(|rest| rest.iter().position(|t| *t == SYNC_MARKER_TYPE))
+            {
                 p += skip;
                 let Some(frag) = buf.get(p..p + marker) else {
                     break;
