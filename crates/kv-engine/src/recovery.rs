@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use kv_iter::{SeqNo, ValueKind};
 use kv_memtable::{MemtableSet, MemtableSetOptions};
 use kv_sstable::BlockCache;
-use kv_wal::{Op, RecoveryMode, Wal, WalOptions};
+use kv_wal::{DamageOutcome, Op, RecoveryMode, Wal, WalOptions};
 
 use crate::db::{Inner, State, SuperVersion};
 use crate::filename::{self, CURRENT, FileKind, LOCK, WAL_DIR};
@@ -118,10 +118,14 @@ impl Db {
             .limits(options.wal_limits())
             .initial_seq(state.last_seq + 1)
             .lock_dir(false)
+            // Point in time: a power loss can keep a later unsynced WAL page and lose
+            // an earlier one; replay stops at the hole (what follows was never synced)
+            // instead of refusing to open. Damage to WAL data known to be durable is
+            // still an error.
             .recovery_mode(if options.paranoid_checks {
                 RecoveryMode::AbsoluteConsistency
             } else {
-                RecoveryMode::TolerateTornTail
+                RecoveryMode::PointInTime
             });
         let mems = MemtableSet::new(
             MemtableSetOptions::default().max_immutable(options.max_immutable_memtables),
@@ -152,6 +156,29 @@ impl Db {
                 };
             }
             replayed_last = replayed_last.max(last);
+        }
+        // The manifest is evidence too: writes up to its last sequence number were
+        // durable (in tables, or in a WAL synced before the manifest recorded them). A
+        // replay that stopped at damage before them lost durable data: refuse before
+        // `finish` cuts the log, so the damaged bytes stay for inspection.
+        let report = recovery.report();
+        if let Some(stop) = report
+            .damage
+            .iter()
+            .find(|d| d.outcome == DamageOutcome::Stopped)
+        {
+            let wal_end = report.last_seq.unwrap_or(0).max(state.flushed_seq);
+            if wal_end < state.last_seq {
+                return Err(Error::corruption(
+                    &stop.path,
+                    stop.offset,
+                    format!(
+                        "{}: the WAL is readable only up to sequence {wal_end}, but the \
+                         manifest records writes up to sequence {} as durable",
+                        stop.reason, state.last_seq
+                    ),
+                ));
+            }
         }
         let (wal, report) = recovery.finish()?;
         if !report.damage.is_empty() {

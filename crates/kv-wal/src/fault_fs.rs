@@ -76,7 +76,18 @@ pub enum CrashMode {
     /// For each file, a seeded random prefix of its unsynced byte range survives (a torn
     /// write), the rest is lost.
     TornPrefix,
+    /// Each 4 KiB page ([`PAGE_SIZE`]) of a file's unsynced byte range independently
+    /// survives or is lost (seeded, one chance in two): disks and kernels write dirty
+    /// pages back in any order, so a power loss can keep a later page and lose an
+    /// earlier one. A lost page reads as it was at the last sync (zeros where the
+    /// file was not that long); the file is as long as its last surviving byte, or
+    /// its synced length if that is more. RocksDB's fault-injection file system drops
+    /// unsynced data this way too.
+    DropRandomPages,
 }
+
+/// The page size [`CrashMode::DropRandomPages`] loses data by.
+pub const PAGE_SIZE: usize = 4096;
 
 #[derive(Clone, Debug, Default)]
 struct Inode {
@@ -142,19 +153,28 @@ impl Inode {
         self.in_flight = None;
     }
 
-    fn crash(&mut self, keep: impl FnOnce(usize, usize) -> usize) {
+    /// The unsynced byte range (dirty or in flight), clipped to the file's length.
+    fn unsynced(&mut self) -> Option<(usize, usize)> {
         if let Some((lo, hi)) = self.in_flight.take() {
             self.mark(lo, hi);
         }
+        let (lo, hi) = self.dirty?;
+        let hi = hi.min(self.data.len());
+        (lo < hi).then_some((lo, hi))
+    }
+
+    /// Power loss: of the unsynced range, the byte ranges `survive` returns (sorted,
+    /// inside it) keep what was written; the rest falls back to the synced content.
+    fn crash(&mut self, survive: impl FnOnce(usize, usize) -> Vec<(usize, usize)>) {
+        let range = self.unsynced();
+        self.dirty = None;
         let mut out = std::mem::take(&mut self.synced);
-        if let Some((lo, hi)) = self.dirty.take() {
-            let hi = hi.min(self.data.len());
-            if lo < hi {
-                let upto = keep(lo, hi);
-                if out.len() < upto {
-                    out.resize(upto, 0);
+        if let Some((lo, hi)) = range {
+            for (a, b) in survive(lo, hi) {
+                if out.len() < b {
+                    out.resize(b, 0);
                 }
-                if let (Some(dst), Some(src)) = (out.get_mut(lo..upto), self.data.get(lo..upto)) {
+                if let (Some(dst), Some(src)) = (out.get_mut(a..b), self.data.get(a..b)) {
                     dst.copy_from_slice(src);
                 }
             }
@@ -198,6 +218,8 @@ struct State {
     syncing: HashSet<u64>,
     /// Operations (of any kind) that still succeed before the simulated power cut.
     power_cut_in: Option<u64>,
+    /// Countdowns to writes that write only part of their bytes, then fail.
+    short_writes: Vec<u64>,
 }
 
 impl State {
@@ -404,6 +426,25 @@ impl FaultFs {
         });
     }
 
+    /// The `k`-th next write ([`FsOp::Write`]; 1 = the next one) is *short*: it
+    /// writes a seeded random prefix of its bytes (possibly none, never all) and then
+    /// fails with `ENOSPC`, as a `write` loop does when the device fills up midway.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use kv_wal::{FaultFs, Fs};
+    /// let fs = FaultFs::new(3);
+    /// let mut f = fs.create(Path::new("/a"))?;
+    /// fs.short_write_nth(1);
+    /// assert!(f.write_at(0, b"0123456789").is_err());
+    /// let got = kv_wal::read_all(&fs, Path::new("/a"))?;
+    /// assert!(got.len() < 10 && b"0123456789".starts_with(&got));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn short_write_nth(&self, k: u64) {
+        self.lock_state().short_writes.push(k.max(1));
+    }
+
     /// Makes every file sync (`sync_data`, `sync_all`, [`FileSyncer::sync_data`]) take
     /// at least `delay`, like a real device, so that tests of group commit see
     /// concurrent writers pile up, and writes can land while a sync runs.
@@ -442,6 +483,7 @@ impl FaultFs {
         let mut s = self.lock_state();
         s.power_cut_in = None;
         s.rules.clear();
+        s.short_writes.clear();
         s.flips.clear();
         s.random_flip_one_in = 0;
     }
@@ -472,10 +514,29 @@ impl FaultFs {
         ids.sort_unstable();
         for id in ids {
             let r = s.next_rand();
+            // One seeded coin per page, drawn from a generator of this file's own.
+            let mut pages = State {
+                rng: r,
+                ..State::default()
+            };
             if let Some(inode) = s.inodes.get_mut(&id) {
                 inode.crash(|lo, hi| match mode {
-                    CrashMode::DropUnsynced => lo,
-                    CrashMode::TornPrefix => lo + (r % ((hi - lo) as u64 + 1)) as usize,
+                    CrashMode::DropUnsynced => Vec::new(),
+                    CrashMode::TornPrefix => {
+                        vec![(lo, lo + (r % ((hi - lo) as u64 + 1)) as usize)]
+                    }
+                    CrashMode::DropRandomPages => {
+                        let mut kept = Vec::new();
+                        let mut page = lo - lo % PAGE_SIZE;
+                        while page < hi {
+                            let (a, b) = (page.max(lo), (page + PAGE_SIZE).min(hi));
+                            if pages.next_rand() & 1 == 1 {
+                                kept.push((a, b));
+                            }
+                            page += PAGE_SIZE;
+                        }
+                        kept
+                    }
                 });
             }
         }
@@ -627,13 +688,38 @@ fn write_into(inode: &mut Inode, offset: u64, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+impl FaultWritable {
+    /// A write, or a short one (see [`FaultFs::short_write_nth`]).
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.fs.check_gen(self.generation, &self.path)?;
+        let mut guard = self.fs.lock_state();
+        let s = &mut *guard;
+        s.op(FsOp::Write, &self.path)?;
+        let mut short = false;
+        s.short_writes.retain_mut(|k| {
+            *k -= 1;
+            short |= *k == 0;
+            *k > 0
+        });
+        if short {
+            let n = (s.next_rand() % (data.len() as u64).max(1)) as usize;
+            write_into(
+                s.inode(self.inode)?,
+                offset,
+                data.get(..n).unwrap_or_default(),
+            )?;
+            return Err(Fault::Enospc.to_error(FsOp::Write, &self.path));
+        }
+        write_into(s.inode(self.inode)?, offset, data)
+    }
+}
+
 impl WritableFile for FaultWritable {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.with(FsOp::Write, |i| write_into(i, offset, data))
+        self.write(offset, data)
     }
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        let pos = self.pos;
-        self.with(FsOp::Write, |i| write_into(i, pos, data))?;
+        self.write(self.pos, data)?;
         self.pos += data.len() as u64;
         Ok(())
     }
@@ -962,6 +1048,50 @@ mod tests {
             assert_eq!(got, run(seed));
             assert!(b"synced0123456789".starts_with(&got) && got.len() >= 6);
         }
+    }
+
+    #[test]
+    fn random_pages_survive_out_of_order_and_deterministically() {
+        let run = |seed| {
+            let fs = FaultFs::new(seed);
+            let d = PathBuf::from("/d");
+            fs.create_dir_all(&d).unwrap();
+            let mut f = fs.create(&d.join("a")).unwrap();
+            fs.sync_dir(&d).unwrap();
+            f.append(&[1u8; 5000]).unwrap();
+            f.sync_data().unwrap();
+            f.append(&[2u8; 4 * PAGE_SIZE]).unwrap();
+            fs.crash(CrashMode::DropRandomPages);
+            read_all(&fs, &d.join("a")).unwrap()
+        };
+        let mut holes_before_data = 0;
+        for seed in 0..64 {
+            let got = run(seed);
+            assert_eq!(got, run(seed), "seed {seed}: not deterministic");
+            assert!(got.len() >= 5000 && got[..5000].iter().all(|b| *b == 1));
+            // Every page after the synced part is all new data or all as synced.
+            for (i, page) in got.chunks(PAGE_SIZE).enumerate() {
+                let from = if i == 1 { 5000 - PAGE_SIZE } else { 0 };
+                let rest = page.get(from..).unwrap_or_default();
+                if i >= 1 {
+                    assert!(
+                        rest.iter().all(|b| *b == 2) || rest.iter().all(|b| *b == 0),
+                        "seed {seed}: page {i} mixed"
+                    );
+                }
+            }
+            let lost = got
+                .chunks(PAGE_SIZE)
+                .skip(1)
+                .position(|p| p.last() == Some(&0));
+            if lost.is_some_and(|l| l + 2 < got.len().div_ceil(PAGE_SIZE)) {
+                holes_before_data += 1;
+            }
+        }
+        assert!(
+            holes_before_data > 0,
+            "no seed lost a page before a kept one"
+        );
     }
 
     #[test]

@@ -11,8 +11,17 @@ pub const FRAGMENT_HEADER_LEN: usize = 7;
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// The magic bytes that open every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"kvwal\0\r\n";
-/// The segment format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The segment format version this crate writes. Version 2 added sync markers (see
+/// FORMAT.md); this crate reads versions [`OLDEST_FORMAT_VERSION`] to this one.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version this crate reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// The fragment type of a sync marker (format version 2 and later): an 8-byte payload,
+/// the offset below which the segment was durable (an fsync covering it had returned)
+/// when the marker was queued.
+pub(crate) const SYNC_MARKER_TYPE: u8 = 5;
+/// The payload length of a sync marker.
+pub(crate) const SYNC_MARKER_LEN: usize = 8;
 /// The largest sequence number: sequence numbers must fit 56 bits, for compatibility
 /// with internal keys that pack `seq << 8 | kind` into 64 bits.
 pub const MAX_SEQ: u64 = (1 << 56) - 1;
@@ -62,14 +71,14 @@ pub(crate) fn fragment_crc(ty: u8, segment: u64, payload: &[u8]) -> u32 {
 #[derive(Clone, Debug)]
 pub(crate) struct FragmentCrc {
     segment: u64,
-    /// The hasher after `[ty] ++ segment`, for each type byte below 5 (cloned per
+    /// The hasher after `[ty] ++ segment`, for each type byte below 6 (cloned per
     /// fragment: cheaper than building one).
-    prefix: [crc32fast::Hasher; 5],
+    prefix: [crc32fast::Hasher; 6],
 }
 
 impl FragmentCrc {
     pub(crate) fn new(segment: u64) -> Self {
-        let prefix = [0u8, 1, 2, 3, 4].map(|ty| {
+        let prefix = [0u8, 1, 2, 3, 4, 5].map(|ty| {
             let mut h = crc32fast::Hasher::new();
             h.update(&[ty]);
             h.update(&segment.to_le_bytes());
@@ -185,6 +194,22 @@ pub(crate) fn layout_record(
     }
 }
 
+/// Appends a sync marker (format version 2) claiming that the segment was durable below
+/// `synced_to`, if it fits in the block at file offset `offset` (a marker is never
+/// split); its checksum is left zero for [`fill_checksums`]. Returns the offset after
+/// it, or `None` (nothing appended) if it does not fit.
+pub(crate) fn layout_sync_marker(out: &mut Vec<u8>, offset: u64, synced_to: u64) -> Option<u64> {
+    let left = BLOCK_SIZE - (offset % BLOCK_SIZE as u64) as usize;
+    let len = FRAGMENT_HEADER_LEN + SYNC_MARKER_LEN;
+    if left < len {
+        return None;
+    }
+    let [l0, l1] = (SYNC_MARKER_LEN as u16).to_le_bytes();
+    out.extend_from_slice(&[0, 0, 0, 0, l0, l1, SYNC_MARKER_TYPE]);
+    out.extend_from_slice(&synced_to.to_le_bytes());
+    Some(offset + len as u64)
+}
+
 /// Fills in the checksum of every fragment in `bytes`: records laid out by
 /// [`layout_record`] back to back, the first starting at file offset `offset` of the
 /// segment `crc` checksums for. Walks the bytes the way a reader does (block tails
@@ -218,6 +243,8 @@ pub(crate) fn fill_checksums(bytes: &mut [u8], offset: u64, crc: &FragmentCrc) {
 /// The header at the start of every segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
+    /// The format version ([`FORMAT_VERSION`] for every segment this crate creates).
+    pub(crate) version: u32,
     pub(crate) segment: u64,
     /// The sequence number the first batch of this segment has (or would have).
     pub(crate) base_seq: u64,
@@ -235,7 +262,7 @@ impl SegmentHeader {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         let mut body = Vec::with_capacity(SEGMENT_HEADER_LEN);
         body.extend_from_slice(&SEGMENT_MAGIC);
-        body.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        body.extend_from_slice(&self.version.to_le_bytes());
         body.extend_from_slice(&self.segment.to_le_bytes());
         body.extend_from_slice(&self.base_seq.to_le_bytes());
         let crc = mask_crc(crc32fast::hash(&body));
@@ -265,16 +292,23 @@ impl SegmentHeader {
         let segment = rest.get(4..12).and_then(le64);
         let base_seq = rest.get(12..20).and_then(le64);
         match (version, segment, base_seq) {
-            (Some(FORMAT_VERSION), Some(segment), Some(base_seq)) => {
+            (Some(version), Some(segment), Some(base_seq))
+                if (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) =>
+            {
                 if base_seq > MAX_SEQ + 1 {
                     return Err(HeaderError::Corrupt(format!(
                         "base sequence number {base_seq} out of range"
                     )));
                 }
-                Ok(SegmentHeader { segment, base_seq })
+                Ok(SegmentHeader {
+                    version,
+                    segment,
+                    base_seq,
+                })
             }
             (Some(v), Some(_), Some(_)) => Err(HeaderError::Unsupported(format!(
-                "segment format version {v} (this build reads version {FORMAT_VERSION})"
+                "segment format version {v} (this build reads versions \
+                 {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
             ))),
             _ => Err(HeaderError::Corrupt("short segment header".into())),
         }
@@ -318,11 +352,19 @@ mod tests {
     #[test]
     fn header_round_trip_and_damage() {
         let h = SegmentHeader {
+            version: FORMAT_VERSION,
             segment: 7,
             base_seq: 1234,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b).unwrap(), h);
+        let old = SegmentHeader { version: 1, ..h };
+        assert_eq!(SegmentHeader::decode(&old.encode()).unwrap(), old);
+        let future = SegmentHeader { version: 3, ..h };
+        assert!(matches!(
+            SegmentHeader::decode(&future.encode()),
+            Err(HeaderError::Unsupported(_))
+        ));
         for i in 0..SEGMENT_HEADER_LEN {
             let mut d = b;
             d[i] ^= 0x10;

@@ -76,10 +76,10 @@ mod writer;
 
 pub use batch::{Batch, BatchIter, Limits, Op, OpKind};
 pub use error::{Error, Result};
-pub use fault_fs::{CrashMode, Fault, FaultFs, FsOp};
+pub use fault_fs::{CrashMode, Fault, FaultFs, FsOp, PAGE_SIZE};
 pub use format::{
-    BLOCK_SIZE, FORMAT_VERSION, FRAGMENT_HEADER_LEN, MAX_SEQ, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
-    parse_segment_file_name, segment_file_name,
+    BLOCK_SIZE, FORMAT_VERSION, FRAGMENT_HEADER_LEN, MAX_SEQ, OLDEST_FORMAT_VERSION,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC, parse_segment_file_name, segment_file_name,
 };
 pub use fs::{FileLock, FileSyncer, Fs, OsFs, ReadableFile, WritableFile, read_all};
 pub use observer::{Observer, ObserverId, WalEvent};

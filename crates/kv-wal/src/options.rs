@@ -34,8 +34,14 @@ pub enum RecoveryMode {
     TolerateTornTail,
     /// Any damage, including a torn final record, is an error.
     AbsoluteConsistency,
-    /// Stop at the first damage and report it (segment, offset, bytes dropped); nothing
-    /// after a hole is applied. On reopen the log is cut there.
+    /// Stop at the first damage and report it (segment, offset, bytes dropped), when
+    /// nothing after it is known to have been durable: a power loss can keep a later
+    /// unsynced page and lose an earlier one, and this mode opens such a log at the
+    /// last batch before the hole. Damage to bytes known to have been durable is an
+    /// error naming file and offset: bytes followed by a later segment (a segment is
+    /// synced in full before the next is created), or by a sync marker saying they
+    /// were synced (FORMAT.md, "Sync markers"). On reopen the log is cut at the damage.
+    /// Nothing after a hole is applied. RocksDB's `kPointInTimeRecovery` is the model.
     PointInTime,
     /// Skip damaged records, resynchronising at the next block, and report everything
     /// skipped.

@@ -236,8 +236,39 @@ impl LogReader {
         total
     }
 
+    /// For [`RecoveryMode::PointInTime`]: evidence that survives a power loss that the
+    /// damaged bytes at `offset` of the current segment were durable, so that their
+    /// damage is corruption, not a write lost with the power. A later segment is such
+    /// evidence (a segment is truncated and synced in full before the next one is
+    /// created, by the writer and by recovery alike), and so is a sync marker after the
+    /// damage claiming an offset past it. `None` in other modes.
+    fn durable_evidence(&mut self, offset: u64, scan: bool) -> Result<Option<String>> {
+        if self.mode != RecoveryMode::PointInTime {
+            return Ok(None);
+        }
+        if let Some(later) = self.segments.get(self.idx + 1) {
+            return Ok(Some(format!(
+                "the data was durable: segment {later} follows, and a segment is synced in \
+                 full before the next one is created"
+            )));
+        }
+        if scan
+            && let Some(reader) = self.cur.as_mut()
+            && let Some(m) = reader.synced_after(offset)?
+            && m.synced_to > offset
+        {
+            return Ok(Some(format!(
+                "the data was durable: the sync marker at offset {} says the segment was \
+                 synced up to offset {}",
+                m.at, m.synced_to
+            )));
+        }
+        Ok(None)
+    }
+
     /// Applies the mode to a damaged region. `Ok(())` means "go on" (skip) or "stopped"
-    /// (`self.done` set).
+    /// (`self.done` set). `durable`: evidence that the damaged bytes were durable (see
+    /// [`LogReader::durable_evidence`]), which makes point-in-time recovery fail.
     fn handle_damage(
         &mut self,
         number: u64,
@@ -245,6 +276,7 @@ impl LogReader {
         d: SegDamage,
         seg_len: u64,
         tail: bool,
+        durable: Option<String>,
     ) -> Result<()> {
         let damage = |outcome, bytes| Damage {
             segment: number,
@@ -273,6 +305,14 @@ impl LogReader {
                 ));
                 self.stop();
                 Ok(())
+            }
+            RecoveryMode::PointInTime if durable.is_some() => {
+                let why = durable.unwrap_or_default();
+                Err(Error::corruption(
+                    path,
+                    d.offset,
+                    format!("{} ({why})", d.reason),
+                ))
             }
             RecoveryMode::PointInTime => {
                 let bytes = seg_len.saturating_sub(d.offset) + self.later_bytes();
@@ -344,9 +384,18 @@ impl LogReader {
                                 skip_segment_gap(reason),
                                 len,
                                 false,
+                                None,
                             )?;
                             self.expected = Some(h.base_seq);
                         } else if self.mode != RecoveryMode::SkipDamaged {
+                            // A valid header: the segment before was sealed (truncated
+                            // and synced in full) before this one was created, so the
+                            // batches missing between them were durable.
+                            let durable = (self.mode == RecoveryMode::PointInTime).then(|| {
+                                "the data was durable: this segment was created only after \
+                                 the one before it was synced in full"
+                                    .to_string()
+                            });
                             self.handle_damage(
                                 number,
                                 &path,
@@ -359,6 +408,7 @@ impl LogReader {
                                 },
                                 len,
                                 false,
+                                durable,
                             )?;
                             if self.done {
                                 return Ok(());
@@ -371,6 +421,7 @@ impl LogReader {
                                 skip_segment_gap(reason),
                                 len,
                                 false,
+                                None,
                             )?;
                         }
                     }
@@ -388,12 +439,14 @@ impl LogReader {
                     at: 0,
                     unsupported: false,
                 };
-                self.handle_damage(number, &path, d, len, is_last)?;
+                let durable = self.durable_evidence(0, false)?;
+                self.handle_damage(number, &path, d, len, is_last, durable)?;
                 self.idx += 1;
             }
             HeaderState::Corrupt(reason) => {
                 self.infos.push(info);
-                self.handle_damage(number, &path, skip_segment(reason), len, false)?;
+                let durable = self.durable_evidence(0, false)?;
+                self.handle_damage(number, &path, skip_segment(reason), len, false, durable)?;
                 self.idx += 1;
             }
             HeaderState::Unsupported(reason) => {
@@ -429,7 +482,8 @@ impl LogReader {
                         && is_last
                         && !reader.valid_data_after(d.at)?;
                     let (path, len) = (reader.path().to_path_buf(), reader.limit());
-                    self.handle_damage(number, &path, d, len, tail)?;
+                    let durable = self.durable_evidence(d.offset, true)?;
+                    self.handle_damage(number, &path, d, len, tail, durable)?;
                 }
                 Step::Record {
                     offset,
@@ -448,7 +502,8 @@ impl LogReader {
                                 at: offset,
                                 unsupported: false,
                             };
-                            self.handle_damage(number, &path, d, len, false)?;
+                            let durable = self.durable_evidence(offset, true)?;
+                            self.handle_damage(number, &path, d, len, false, durable)?;
                             continue;
                         }
                     };
@@ -476,7 +531,8 @@ impl LogReader {
                                 outcome: DamageOutcome::Skipped,
                             });
                         } else {
-                            self.handle_damage(number, &path, d, len, false)?;
+                            let durable = self.durable_evidence(offset, true)?;
+                            self.handle_damage(number, &path, d, len, false, durable)?;
                             continue;
                         }
                     }

@@ -185,18 +185,24 @@ impl Recovery {
             let usable =
                 info.filter(|i| i.base_seq.is_some() && !(damaged && stop_offset == Some(0)));
             if let Some(info) = usable {
-                // Cut after the last good batch (also drops a zero-filled remainder).
+                // Cut after the last good batch (also drops a zero-filled remainder),
+                // and sync the segment whether cut or not: what was replayed from it
+                // may never have been synced (the writer was killed before its next
+                // fsync), and the log about to start reports every replayed batch as
+                // durable. Until this sync returns, a power loss could still take
+                // them, and the new segment (based after them) would then follow a
+                // hole.
+                let mut f = fs
+                    .open_append(&info.path)
+                    .map_err(|e| Error::io(&info.path, e))?;
                 if info.len != info.good_end {
-                    let mut f = fs
-                        .open_append(&info.path)
-                        .map_err(|e| Error::io(&info.path, e))?;
                     f.set_len(info.good_end)
                         .map_err(|e| Error::io(&info.path, e))?;
-                    f.sync_all().map_err(|e| Error::io(&info.path, e))?;
                     report
                         .truncated
                         .push((info.path.clone(), info.len, info.good_end));
                 }
+                f.sync_all().map_err(|e| Error::io(&info.path, e))?;
             } else if damaged || mode != RecoveryMode::SkipDamaged {
                 // Header unusable (torn or damaged) where replay stopped: move it aside.
                 set_aside(&mut report, &segment_path(&dir, number))?;
@@ -204,7 +210,10 @@ impl Recovery {
                 dir_dirty = true;
             }
         }
-        if dir_dirty {
+        // Segments moved aside, and the entries of the surviving ones: durable before
+        // the new segment is created (`create_segment` syncs the directory again for
+        // its own entry).
+        if dir_dirty || !survivors.is_empty() {
             fs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         let now = Instant::now();

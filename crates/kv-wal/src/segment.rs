@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::format::{
     BLOCK_SIZE, FRAGMENT_HEADER_LEN, FragmentHeader, FragmentType, HeaderError, SEGMENT_HEADER_LEN,
-    SegmentHeader, fragment_crc,
+    SYNC_MARKER_LEN, SYNC_MARKER_TYPE, SegmentHeader, fragment_crc,
 };
 use crate::fs::{Fs, ReadableFile};
 
@@ -65,6 +65,24 @@ pub(crate) struct SegmentReader {
     block: Vec<u8>,
     block_start: u64,
     max_record: usize,
+    /// The header's format version (sync markers exist from version 2 on).
+    version: u32,
+}
+
+/// A sync marker found in a segment: the one at `at` says the segment was durable below
+/// `synced_to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SyncMarker {
+    pub(crate) at: u64,
+    pub(crate) synced_to: u64,
+}
+
+/// The offset a sync marker's payload claims, if it is a well-formed claim for a
+/// marker at `at` (at least the header's end, at most the marker's own offset).
+fn marker_claim(payload: &[u8], at: u64) -> Option<u64> {
+    let b: [u8; SYNC_MARKER_LEN] = payload.try_into().ok()?;
+    let to = u64::from_le_bytes(b);
+    (SEGMENT_HEADER_LEN as u64..=at).contains(&to).then_some(to)
 }
 
 impl SegmentReader {
@@ -88,6 +106,7 @@ impl SegmentReader {
             block: Vec::new(),
             block_start: u64::MAX,
             max_record,
+            version: 0,
         };
         if limit < SEGMENT_HEADER_LEN as u64 {
             return Ok((r, HeaderState::Torn { len: limit }));
@@ -107,7 +126,10 @@ impl SegmentReader {
                 "header names segment {} but the file is segment {number}",
                 hdr.segment
             )),
-            Ok(hdr) => HeaderState::Ok(hdr),
+            Ok(hdr) => {
+                r.version = hdr.version;
+                HeaderState::Ok(hdr)
+            }
             Err(HeaderError::Corrupt(r)) => HeaderState::Corrupt(r),
             Err(HeaderError::Unsupported(r)) => HeaderState::Unsupported(r),
         };
@@ -178,6 +200,7 @@ impl SegmentReader {
         let mut rec: Option<(u64, Vec<u8>)> = None;
         let number = self.number;
         let max_record = self.max_record;
+        let markers = self.version >= 2;
         loop {
             let off = self.pos;
             let left = BS - off % BS;
@@ -263,6 +286,25 @@ impl SegmentReader {
             if fragment_crc(h.ty, number, payload) != h.crc {
                 let reason = format!("checksum mismatch in a fragment of {len} bytes");
                 return Ok(self.damage(rec_start, Self::next_block(off), reason));
+            }
+            if h.ty == SYNC_MARKER_TYPE && markers {
+                if rec.is_some() {
+                    self.pos = off;
+                    return Ok(Step::Damage(SegDamage {
+                        offset: rec_start,
+                        resume_at: off,
+                        at: off,
+                        reason: "record interrupted by a sync marker".into(),
+                        unsupported: false,
+                    }));
+                }
+                if marker_claim(payload, off).is_none() {
+                    let next = off + HDR + len;
+                    return Ok(self.damage(off, next, "malformed sync marker"));
+                }
+                // Evidence for recovery (see `synced_after`), not a record.
+                self.pos = off + HDR + len;
+                continue;
             }
             let Some(ty) = FragmentType::from_u8(h.ty) else {
                 self.pos = off + HDR + len;
@@ -371,7 +413,7 @@ impl SegmentReader {
         let mut p = first;
         while let Some(rest) = block.get(p + type_at..) {
             // Cheap filter first: the next position whose type byte is a known type.
-            let Some(skip) = rest.iter().position(|t| (1..=4).contains(t)) else {
+            let Some(skip) = rest.iter().position(|t| (1..=SYNC_MARKER_TYPE).contains(t)) else {
                 break;
             };
             p += skip;
@@ -401,6 +443,60 @@ impl SegmentReader {
         Ok(false)
     }
 
+    /// The sync marker, starting at or after `from` and below the limit, that claims
+    /// the most (a valid checksum and a well-formed claim; found at any byte position,
+    /// as damage can shift what follows it). `None` in a version 1 segment. Recovery
+    /// asks this at damage: a marker after it saying the damaged bytes were synced
+    /// proves the damage is not a lost unsynced write.
+    pub(crate) fn synced_after(&mut self, from: u64) -> Result<Option<SyncMarker>> {
+        if self.version < 2 {
+            return Ok(None);
+        }
+        let marker = FRAGMENT_HEADER_LEN + SYNC_MARKER_LEN;
+        let [l0, l1] = (SYNC_MARKER_LEN as u16).to_le_bytes();
+        let mut best: Option<SyncMarker> = None;
+        let mut block_start = from - from % BS;
+        let mut buf = Vec::new();
+        while block_start < self.limit {
+            let block_end = (block_start + BS).min(self.limit);
+            buf.resize((block_end - block_start) as usize, 0);
+            self.file
+                .read_exact_at(block_start, &mut buf)
+                .map_err(|e| Error::io(&self.path, e))?;
+            let mut p = from.saturating_sub(block_start) as usize;
+            // Cheap filter first: the next position whose type byte is a marker's.
+            while let Some(skip) = buf
+                .get(p + FRAGMENT_HEADER_LEN - 1..)
+                .and_then(|rest| rest.iter().position(|t| *t == SYNC_MARKER_TYPE))
+            {
+                p += skip;
+                let Some(frag) = buf.get(p..p + marker) else {
+                    break;
+                };
+                p += 1;
+                let (head, payload) = frag.split_at(FRAGMENT_HEADER_LEN);
+                if head.get(4..) != Some(&[l0, l1, SYNC_MARKER_TYPE][..]) {
+                    continue;
+                }
+                let at = block_start + (p - 1) as u64;
+                let crc = head
+                    .get(..4)
+                    .and_then(|c| c.try_into().ok())
+                    .map(u32::from_le_bytes);
+                if crc != Some(fragment_crc(SYNC_MARKER_TYPE, self.number, payload)) {
+                    continue;
+                }
+                if let Some(synced_to) = marker_claim(payload, at)
+                    && best.is_none_or(|b| synced_to > b.synced_to)
+                {
+                    best = Some(SyncMarker { at, synced_to });
+                }
+            }
+            block_start += BS;
+        }
+        Ok(best)
+    }
+
     fn valid_fragment_at(&mut self, p: u64) -> Result<bool> {
         let left = BS - p % BS;
         if left < HDR {
@@ -413,7 +509,8 @@ impl SegmentReader {
             return Ok(false);
         };
         let h = FragmentHeader::decode(h);
-        if FragmentType::from_u8(h.ty).is_none() || HDR + u64::from(h.len) > left {
+        let known = FragmentType::from_u8(h.ty).is_some() || h.ty == SYNC_MARKER_TYPE;
+        if !known || HDR + u64::from(h.len) > left {
             return Ok(false);
         }
         let number = self.number;

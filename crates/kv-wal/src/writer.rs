@@ -49,7 +49,8 @@ use std::time::{Duration, Instant};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::format::{
-    FragmentCrc, SEGMENT_HEADER_LEN, SegmentHeader, fill_checksums, layout_record, segment_path,
+    FragmentCrc, SEGMENT_HEADER_LEN, SegmentHeader, fill_checksums, layout_record,
+    layout_sync_marker, segment_path,
 };
 use crate::fs::{FileLock, FileSyncer, Fs, WritableFile};
 use crate::observer::{Observer, ObserverHub, ObserverId, WalEvent};
@@ -186,6 +187,11 @@ pub(crate) struct State {
     written: Progress,
     /// Everything up to here is durable.
     durable: Progress,
+    /// (segment, offset): the segment was durable below the offset (an fsync covering
+    /// it returned). The next append in that segment queues a sync marker saying so.
+    synced: (u64, u64),
+    /// The (segment, offset) the last queued sync marker claimed.
+    marked: (u64, u64),
     /// Bytes written that no sync has started to cover (for `SyncPolicy::EveryBytes`).
     unsynced: u64,
     /// Syncs the current segment; replaced (under both roles) when a segment is sealed.
@@ -316,6 +322,7 @@ pub(crate) fn create_segment(
     let path = segment_path(dir, number);
     let mut file = fs.create(&path).map_err(|e| Error::io(&path, e))?;
     let header = SegmentHeader {
+        version: crate::format::FORMAT_VERSION,
         segment: number,
         base_seq,
     }
@@ -417,6 +424,8 @@ impl Wal {
                 syncing: false,
                 written: start,
                 durable: start,
+                synced: (segment, SEGMENT_HEADER_LEN as u64),
+                marked: (segment, SEGMENT_HEADER_LEN as u64),
                 unsynced: 0,
                 syncer,
                 syncer_path,
@@ -543,6 +552,16 @@ impl Wal {
                 base_seq: first,
             });
             *frame = Framing::new(frame.segment + 1, SEGMENT_HEADER_LEN as u64);
+        }
+        // Evidence for recovery that survives a power loss: a sync marker saying up to
+        // where this segment is durable, queued ahead of the first batch after an
+        // fsync (see FORMAT.md, "Sync markers").
+        if st_.synced.0 == frame.segment
+            && st_.synced > st_.marked
+            && let Some(end) = layout_sync_marker(&mut q.bytes, frame.offset, st_.synced.1)
+        {
+            frame.offset = end;
+            st_.marked = st_.synced;
         }
         let mut head = [0u8; crate::batch::BATCH_HEADER_LEN];
         crate::batch::stamp(&mut head, first, seqs.count as u32);
@@ -966,6 +985,12 @@ impl Shared {
             let syncer = Arc::clone(&st.syncer);
             (st.written, covering, syncer, Arc::clone(&st.syncer_path))
         });
+        // Every byte below the written end was handed to the OS before this fsync
+        // begins (the sync role is held: no seal moves the log to another segment).
+        let reached = {
+            let w = relock(&self.written);
+            (w.segment, w.offset)
+        };
         let started = Instant::now();
         let result = syncer.sync_data();
         let took = started.elapsed();
@@ -979,6 +1004,7 @@ impl Shared {
                 if target.ticket >= st.durable.ticket {
                     st.durable = target;
                 }
+                st.synced = st.synced.max(reached);
                 self.fsyncs.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
