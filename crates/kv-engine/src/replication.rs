@@ -15,17 +15,38 @@ impl Db {
     /// (`off`, as when a replica is promoted to primary). Writes already past the check
     /// complete. [`Db::apply_replicated`] is not affected.
     ///
+    /// Switching a read-only database to writable forks its lineage (see
+    /// [`Db::lineage`]) at the next sequence number, durably, before any user write is
+    /// accepted; if that fails, the database stays read-only and the error is
+    /// returned.
+    ///
     /// ```
     /// let dir = tempfile::tempdir()?;
     /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
-    /// db.set_read_only(true);
+    /// db.set_read_only(true)?;
     /// assert!(matches!(db.put("k", "v"), Err(kv_engine::Error::ReadOnly)));
-    /// db.set_read_only(false);
+    /// db.set_read_only(false)?;
     /// db.put("k", "v")?;
+    /// assert_eq!(db.lineage().last().map(|e| e.start_seq), Some(1));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn set_read_only(&self, on: bool) {
-        self.inner.read_only.store(on, Ordering::Release);
+    pub fn set_read_only(&self, on: bool) -> Result<()> {
+        let inner = &*self.inner;
+        let mut lineage = crate::db::lock(&inner.lineage);
+        if on || !inner.read_only.load(Ordering::Acquire) {
+            inner.read_only.store(on, Ordering::Release);
+            return Ok(());
+        }
+        // Read-only to writable: no user write can be numbered before the fork is
+        // durable (they are refused until the flag changes below), and replicated
+        // applies are held off so the fork point is the last sequence number.
+        let _commits = crate::db::lock(&inner.commit);
+        let next = inner.wal.last_seq() + 1;
+        let forked = crate::lineage::forked(&lineage, crate::lineage::random_id(), next);
+        crate::lineage::store(&*inner.fs, &inner.path, &forked)?;
+        *lineage = forked;
+        inner.read_only.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Whether user writes are refused (see [`Options::read_only`](crate::Options::read_only)).
