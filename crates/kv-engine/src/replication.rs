@@ -144,6 +144,37 @@ impl WalView<'_> {
         self.wal.pin(seq)
     }
 
+    /// Sets (or moves) `owner`'s durable retention floor: log segments holding sequence
+    /// numbers `>= seq` are kept until `expires`, across restarts of the database (see
+    /// [`Wal::set_floor`]). Replication keeps one per replica, so a restarted primary
+    /// still holds what its replicas need.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// db.wal().set_floor(7, 1, SystemTime::now() + Duration::from_secs(60))?;
+    /// db.flush()?;
+    /// db.close()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// assert_eq!(db.wal().oldest_retained_seq(), 1, "kept across the restart");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_floor(&self, owner: u64, seq: u64, expires: std::time::SystemTime) -> Result<()> {
+        Ok(self.wal.set_floor(owner, seq, expires)?)
+    }
+
+    /// Removes `owner`'s durable floor (see [`Wal::remove_floor`]).
+    pub fn remove_floor(&self, owner: u64) -> Result<()> {
+        Ok(self.wal.remove_floor(owner)?)
+    }
+
+    /// The durable floors still holding the log (see [`Wal::floors`]).
+    pub fn floors(&self) -> Vec<kv_wal::RetentionFloor> {
+        self.wal.floors()
+    }
+
     /// Registers an observer of appends and syncs (see [`Wal::register_observer`]).
     pub fn register_observer(&self, observer: Arc<dyn Observer>) -> Result<ObserverId> {
         Ok(self.wal.register_observer(observer)?)
