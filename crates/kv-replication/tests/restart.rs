@@ -73,6 +73,8 @@ fn a_restored_backup_written_to_makes_a_replica_of_the_original_bootstrap() {
     let restored = Arc::new(Db::open(&backup, Options::default()).unwrap());
     assert_eq!(restored.last_seq().get(), 50);
     puts(&restored, 51, 150, "b", 0);
+    // Durable, so the replica at 100 is not simply ahead of the primary's log.
+    restored.wal().sync().unwrap();
     let primary = serve_on(&restored, primary_options(), &switch);
     wait_equal(&r, &restored);
     assert_eq!(r.stats().bootstraps, 1, "{:?}", r.stats());
