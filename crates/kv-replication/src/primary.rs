@@ -1205,13 +1205,12 @@ fn send_checkpoint(
         let (seq, files) = with_heartbeats(sh, writer, || -> Result<(u64, Vec<FileMeta>)> {
             let seq = db.checkpoint(&dir)?.get();
             pin.set(seq + 1);
-            if let Some(s) = relock(&sh.sessions)
-                .get_mut(&id)
+            if let Some(p) = relock(&sh.sessions)
+                .get(&id)
                 .filter(|s| s.generation == generation)
+                .and_then(|s| s.pin.as_ref())
             {
-                if let Some(p) = &s.pin {
-                    p.set(seq + 1);
-                }
+                p.set(seq + 1);
             }
             let mut files = Vec::new();
             let mut names = fs.list_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
