@@ -14,8 +14,9 @@ impl Db {
     /// Writes a consistent copy of the database into `dest` (which must not exist or be
     /// empty) and returns the sequence number it holds everything up to.
     ///
-    /// The memtables are flushed first; the copy holds the tables of that moment and a
-    /// manifest describing exactly them, every file fsynced before `CURRENT` is written.
+    /// The memtables are flushed first; the copy holds the tables of that moment, a
+    /// manifest describing exactly them and the database's lineage (see
+    /// [`Db::lineage`]) up to them, every file fsynced before `CURRENT` is written.
     /// It opens as an independent database. Writes made while the checkpoint runs may
     /// or may not be in it; everything up to the returned sequence number is.
     ///
@@ -61,6 +62,16 @@ impl Db {
                 .and_then(|()| f.sync_all())
                 .map_err(|e| Error::io(&to, e))?;
             added.push((level, t.file.clone()));
+        }
+        // The lineage of what the copy holds, so that a copy restored and written to
+        // forks from it (and a copy followed as a replica agrees with its source).
+        let lineage: Vec<_> = self
+            .lineage()
+            .into_iter()
+            .filter(|e| e.start_seq <= flushed_seq)
+            .collect();
+        if !lineage.is_empty() {
+            crate::lineage::store(fs, dest, &lineage)?;
         }
         fs.sync_dir(dest).map_err(|e| Error::io(dest, e))?;
         let edit = VersionEdit {

@@ -81,6 +81,9 @@ pub(crate) struct Inner {
     pub bg_failed: AtomicBool,
     /// User writes refused (a replica).
     pub read_only: AtomicBool,
+    /// The lineage as stored in `LINEAGE` (see `lineage.rs`); its lock also orders
+    /// switches between read-only and writable.
+    pub lineage: Mutex<Vec<crate::lineage::LineageEntry>>,
     pub _lock: Box<dyn FileLock>,
 }
 

@@ -7,6 +7,8 @@
 //! 000007.sst           a table
 //! 000007.sst.tmp       a table being written (removed on open if left by a crash)
 //! CURRENT.tmp          a CURRENT being replaced (idem)
+//! LINEAGE              which writer wrote which sequence numbers (lineage.rs)
+//! LINEAGE.tmp          a LINEAGE being replaced (removed on open)
 //! wal/000001.wal       WAL segments (kv-wal's own directory and numbering)
 //! ```
 
@@ -67,6 +69,7 @@ pub(crate) fn parse(name: &str) -> Option<FileKind> {
     if name.ends_with(TMP_EXT) {
         let stem = name.strip_suffix(TMP_EXT)?;
         let ours = stem == CURRENT
+            || stem == crate::lineage::LINEAGE
             || stem
                 .strip_suffix(TABLE_EXT)
                 .and_then(parse_number)
@@ -100,6 +103,7 @@ mod tests {
         assert_eq!(parse("LOCK"), Some(FileKind::Lock));
         assert_eq!(parse("CURRENT"), Some(FileKind::Current));
         assert_eq!(parse("CURRENT.tmp"), Some(FileKind::Temp));
+        assert_eq!(parse("LINEAGE.tmp"), Some(FileKind::Temp));
         assert_eq!(parse("000003.sst.tmp"), Some(FileKind::Temp));
         for foreign in [
             "notes.txt",

@@ -13,6 +13,7 @@ use kv_wal::{DamageOutcome, Op, RecoveryMode, Wal, WalOptions};
 
 use crate::db::{Inner, State, SuperVersion};
 use crate::filename::{self, CURRENT, FileKind, LOCK, WAL_DIR};
+use crate::lineage;
 use crate::manifest::{Manifest, ManifestState, read_current, replay, set_current};
 use crate::stats::Counters;
 use crate::table_file::OpenOptions;
@@ -213,6 +214,16 @@ impl Db {
         }
         state.last_seq = last_seq;
 
+        // A writable open forks the lineage at the next sequence number, durably,
+        // before any write can be numbered: whoever opens the directory, its writes
+        // are never taken for those of another copy at the same numbers (a restored
+        // backup's for the original's).
+        let mut lineage = lineage::load(&*fs, &path)?;
+        if !options.read_only {
+            lineage = lineage::forked(&lineage, lineage::random_id(), last_seq + 1);
+            lineage::store(&*fs, &path, &lineage)?;
+        }
+
         // A fresh manifest holding the recovered state; then the old one can go.
         let manifest_number = state.next_file_number;
         state.next_file_number += 1;
@@ -263,6 +274,7 @@ impl Db {
             pending_compaction_bytes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             read_only: AtomicBool::new(read_only),
+            lineage: Mutex::new(lineage),
             bg_failed: AtomicBool::new(false),
             _lock: lock,
         });

@@ -15,17 +15,38 @@ impl Db {
     /// (`off`, as when a replica is promoted to primary). Writes already past the check
     /// complete. [`Db::apply_replicated`] is not affected.
     ///
+    /// Switching a read-only database to writable forks its lineage (see
+    /// [`Db::lineage`]) at the next sequence number, durably, before any user write is
+    /// accepted; if that fails, the database stays read-only and the error is
+    /// returned.
+    ///
     /// ```
     /// let dir = tempfile::tempdir()?;
     /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
-    /// db.set_read_only(true);
+    /// db.set_read_only(true)?;
     /// assert!(matches!(db.put("k", "v"), Err(kv_engine::Error::ReadOnly)));
-    /// db.set_read_only(false);
+    /// db.set_read_only(false)?;
     /// db.put("k", "v")?;
+    /// assert_eq!(db.lineage().last().map(|e| e.start_seq), Some(1));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn set_read_only(&self, on: bool) {
-        self.inner.read_only.store(on, Ordering::Release);
+    pub fn set_read_only(&self, on: bool) -> Result<()> {
+        let inner = &*self.inner;
+        let mut lineage = crate::db::lock(&inner.lineage);
+        if on || !inner.read_only.load(Ordering::Acquire) {
+            inner.read_only.store(on, Ordering::Release);
+            return Ok(());
+        }
+        // Read-only to writable: no user write can be numbered before the fork is
+        // durable (they are refused until the flag changes below), and replicated
+        // applies are held off so the fork point is the last sequence number.
+        let _commits = crate::db::lock(&inner.commit);
+        let next = inner.wal.last_seq() + 1;
+        let forked = crate::lineage::forked(&lineage, crate::lineage::random_id(), next);
+        crate::lineage::store(&*inner.fs, &inner.path, &forked)?;
+        *lineage = forked;
+        inner.read_only.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Whether user writes are refused (see [`Options::read_only`](crate::Options::read_only)).
@@ -121,6 +142,37 @@ impl WalView<'_> {
     /// pin lives (see [`Wal::pin`]). Flushes release segments only below every pin.
     pub fn pin(&self, seq: u64) -> RetentionPin {
         self.wal.pin(seq)
+    }
+
+    /// Sets (or moves) `owner`'s durable retention floor: log segments holding sequence
+    /// numbers `>= seq` are kept until `expires`, across restarts of the database (see
+    /// [`Wal::set_floor`]). Replication keeps one per replica, so a restarted primary
+    /// still holds what its replicas need.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// db.wal().set_floor(7, 1, SystemTime::now() + Duration::from_secs(60))?;
+    /// db.flush()?;
+    /// db.close()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// assert_eq!(db.wal().oldest_retained_seq(), 1, "kept across the restart");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_floor(&self, owner: u64, seq: u64, expires: std::time::SystemTime) -> Result<()> {
+        Ok(self.wal.set_floor(owner, seq, expires)?)
+    }
+
+    /// Removes `owner`'s durable floor (see [`Wal::remove_floor`]).
+    pub fn remove_floor(&self, owner: u64) -> Result<()> {
+        Ok(self.wal.remove_floor(owner)?)
+    }
+
+    /// The durable floors still holding the log (see [`Wal::floors`]).
+    pub fn floors(&self) -> Vec<kv_wal::RetentionFloor> {
+        self.wal.floors()
     }
 
     /// Registers an observer of appends and syncs (see [`Wal::register_observer`]).

@@ -3,8 +3,11 @@
 //!
 //! A history is a list of `(id, start_seq)` entries: the data at sequence numbers from
 //! `start_seq` (up to the next entry's start) was written by the primary lineage `id`.
-//! A new primary starts a history `[(random id, 1)]`; a promoted replica appends
-//! `(new random id, its last seq + 1)`. Two nodes hold the same data up to sequence
+//! It is the database's own lineage ([`kv_engine::Db::lineage`]), kept by the engine:
+//! every writable open of a database, and every switch of one to writable (a promoted
+//! replica), forks `(new random id, its last seq + 1)` durably before its first write,
+//! whoever opens it; a replica adopts its primary's ([`kv_engine::Db::adopt_lineage`]).
+//! Replication only carries it on the wire and compares. Two nodes hold the same data up to sequence
 //! number `s` exactly when the entry covering `s` has the same id in both histories
 //! (ids are random 64-bit numbers and an entry's predecessors are fixed when it is
 //! created). This is how a replica that followed an old primary, or an old primary
@@ -58,8 +61,9 @@ impl From<History> for Vec<HistoryEntry> {
     }
 }
 
-/// Most entries a history may have (one per failover; far more than any deployment).
-pub const MAX_HISTORY_ENTRIES: usize = 4096;
+/// Most entries a history may have (one per writable open or promotion), the engine's
+/// [`kv_engine::MAX_LINEAGE_ENTRIES`].
+pub const MAX_HISTORY_ENTRIES: usize = kv_engine::MAX_LINEAGE_ENTRIES;
 
 impl History {
     /// A history from its entries, checked.
@@ -88,6 +92,36 @@ impl History {
         History {
             entries: vec![HistoryEntry { id, start_seq: 1 }],
         }
+    }
+
+    /// The history of a database: its lineage ([`kv_engine::Db::lineage`]).
+    pub fn of(db: &kv_engine::Db) -> Result<History> {
+        History::from_entries(
+            db.lineage()
+                .into_iter()
+                .map(|e| HistoryEntry {
+                    id: e.id,
+                    start_seq: e.start_seq,
+                })
+                .collect(),
+        )
+        .map_err(|d| Error::Corruption {
+            path: db.path().join("LINEAGE"),
+            offset: 0,
+            detail: d,
+        })
+    }
+
+    /// The entries as the engine's lineage entries (for
+    /// [`kv_engine::Db::adopt_lineage`]).
+    pub fn to_lineage(&self) -> Vec<kv_engine::LineageEntry> {
+        self.entries
+            .iter()
+            .map(|e| kv_engine::LineageEntry {
+                id: e.id,
+                start_seq: e.start_seq,
+            })
+            .collect()
     }
 
     /// The entries, oldest first.
@@ -145,54 +179,58 @@ impl History {
 
 /// The name of the state file in a database directory.
 pub const STATE_FILE: &str = "REPLICATION";
-const STATE_MAGIC: &[u8; 8] = b"KVREPL\x00\x01";
+/// Magic of the state file, without its last byte (the format version).
+const STATE_MAGIC: &[u8; 7] = b"KVREPL\x00";
+/// The current format: magic, version 2, node id, CRC-32.
+const STATE_VERSION: u8 = 2;
+/// The first format also held the history (now the engine's `LINEAGE`): its node id is
+/// still read, its history ignored.
+const STATE_VERSION_1: u8 = 1;
 
 /// What a node keeps about replication, in [`STATE_FILE`] in its database directory
-/// (swapped together with the data when a replica bootstraps).
+/// (written into the new data set when a replica bootstraps). The history of the data
+/// is not here: it is the database's lineage, kept by the engine (see [`History`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeState {
     /// The node's identity (stable across restarts and bootstraps).
     pub node_id: u64,
-    /// The history of the data in the directory.
-    pub history: History,
 }
 
 impl NodeState {
-    /// Encodes: magic, node id, entry count, entries, CRC-32 of everything before.
+    /// Encodes: magic (8 bytes, the last the version 2), node id (u64 LE), CRC-32 (u32
+    /// LE) of everything before.
     fn encode(&self) -> Vec<u8> {
         let mut out = STATE_MAGIC.to_vec();
+        out.push(STATE_VERSION);
         out.extend_from_slice(&self.node_id.to_le_bytes());
-        out.extend_from_slice(&(self.history.entries.len() as u32).to_le_bytes());
-        for e in &self.history.entries {
-            out.extend_from_slice(&e.id.to_le_bytes());
-            out.extend_from_slice(&e.start_seq.to_le_bytes());
-        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Decodes untrusted bytes read from `path`.
+    /// Decodes untrusted bytes read from `path` (version 2, or version 1 whose
+    /// history, after the node id, is checked by the checksum and then ignored).
     fn decode(path: &Path, bytes: &[u8]) -> Result<NodeState> {
         let corrupt = |offset: usize, detail: &str| Error::Corruption {
             path: path.to_path_buf(),
             offset: offset as u64,
             detail: detail.to_string(),
         };
-        let u64_at = |at: usize| {
-            bytes
-                .get(at..at + 8)
-                .and_then(|s| s.try_into().ok())
-                .map(u64::from_le_bytes)
-                .ok_or_else(|| corrupt(at, "truncated"))
+        let version = match bytes.get(..8) {
+            Some(m) if m.starts_with(STATE_MAGIC) => m.get(7).copied().unwrap_or(0),
+            _ => return Err(corrupt(0, "not a replication state file (bad magic)")),
         };
-        if bytes.get(..8) != Some(&STATE_MAGIC[..]) {
-            return Err(corrupt(0, "not a replication state file (bad magic)"));
+        if version != STATE_VERSION && version != STATE_VERSION_1 {
+            return Err(corrupt(
+                7,
+                &format!("replication state file version {version} is not supported"),
+            ));
         }
         let body_len = bytes
             .len()
             .checked_sub(4)
-            .ok_or_else(|| corrupt(0, "truncated"))?;
+            .filter(|&n| n >= 16)
+            .ok_or_else(|| corrupt(bytes.len(), "truncated"))?;
         let (body, crc) = (
             bytes.get(..body_len).unwrap_or_default(),
             bytes.get(body_len..).unwrap_or_default(),
@@ -200,25 +238,15 @@ impl NodeState {
         if crc32fast::hash(body).to_le_bytes() != crc {
             return Err(corrupt(body_len, "checksum mismatch"));
         }
-        let node_id = u64_at(8)?;
-        let count = bytes
-            .get(16..20)
+        if version == STATE_VERSION && body_len != 16 {
+            return Err(corrupt(16, "trailing bytes after the node id"));
+        }
+        let node_id = bytes
+            .get(8..16)
             .and_then(|s| s.try_into().ok())
-            .map(u32::from_le_bytes)
-            .ok_or_else(|| corrupt(16, "truncated"))? as usize;
-        if count > MAX_HISTORY_ENTRIES || 20 + count * 16 != body_len {
-            return Err(corrupt(16, "entry count does not match the file length"));
-        }
-        let mut entries = Vec::with_capacity(count);
-        for i in 0..count {
-            let at = 20 + i * 16;
-            entries.push(HistoryEntry {
-                id: u64_at(at)?,
-                start_seq: u64_at(at + 8)?,
-            });
-        }
-        let history = History::from_entries(entries).map_err(|d| corrupt(20, &d))?;
-        Ok(NodeState { node_id, history })
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| corrupt(8, "truncated"))?;
+        Ok(NodeState { node_id })
     }
 
     /// Reads the state file of the database in `dir`; `None` if there is none.
@@ -229,6 +257,21 @@ impl NodeState {
         }
         let bytes = kv_wal::read_all(fs, &path).map_err(|e| Error::io(path.display(), e))?;
         NodeState::decode(&path, &bytes).map(Some)
+    }
+
+    /// The node state of the database in `dir`, created (with a new random node id,
+    /// durably) if it has none.
+    pub fn load_or_create(fs: &dyn Fs, dir: &Path) -> Result<NodeState> {
+        match NodeState::load(fs, dir)? {
+            Some(n) => Ok(n),
+            None => {
+                let n = NodeState {
+                    node_id: random_id(),
+                };
+                n.store(fs, dir)?;
+                Ok(n)
+            }
+        }
     }
 
     /// Writes the state file durably and atomically: a temporary file, fsynced, renamed
@@ -327,14 +370,15 @@ mod tests {
         let fs: Arc<dyn Fs> = Arc::new(kv_wal::FaultFs::new(0));
         fs.create_dir_all(Path::new("/d")).unwrap();
         assert_eq!(NodeState::load(&*fs, Path::new("/d")).unwrap(), None);
-        let st = NodeState {
-            node_id: 42,
-            history: h(&[(1, 1), (2, 10)]),
-        };
+        let st = NodeState { node_id: 42 };
         st.store(&*fs, Path::new("/d")).unwrap();
         assert_eq!(
             NodeState::load(&*fs, Path::new("/d")).unwrap(),
             Some(st.clone())
+        );
+        assert_eq!(
+            NodeState::load_or_create(&*fs, Path::new("/d")).unwrap(),
+            st
         );
         let good = st.encode();
         for i in 0..good.len() {
@@ -348,6 +392,18 @@ mod tests {
         for cut in 0..good.len() {
             assert!(NodeState::decode(Path::new("/d/REPLICATION"), &good[..cut]).is_err());
         }
+        // The first format (node id, then a history): the node id is kept.
+        let mut v1 = b"KVREPL\x00\x01".to_vec();
+        v1.extend_from_slice(&7u64.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&9u64.to_le_bytes());
+        v1.extend_from_slice(&1u64.to_le_bytes());
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            NodeState::decode(Path::new("/d/REPLICATION"), &v1).unwrap(),
+            NodeState { node_id: 7 }
+        );
         assert_ne!(random_id(), random_id());
     }
 }

@@ -6,7 +6,8 @@
 //! consecutive batches from that tail or, when the replica is further behind, from the
 //! log segments, grouped up to a byte/count limit and a short linger, compressed with
 //! the negotiated [`Codec`] and checksummed ([`WireBatch`]). Log segments a connected
-//! (or recently connected) replica still needs are pinned. A replica that needs data
+//! (or recently connected) replica still needs are pinned, durably, so a restarted
+//! primary still holds them (until the pin linger is over). A replica that needs data
 //! the log no longer holds, or whose data belongs to another history, is told why and
 //! bootstraps from a checkpoint the primary streams, then continues from the
 //! checkpoint's sequence number.
@@ -47,7 +48,12 @@
 //!    ahead), says why and ships a checkpoint. Never a silent skip. Tests:
 //!    `tests/end_to_end.rs` (`a_restarted_replica_resumes_where_it_was`: no duplicate,
 //!    no bootstrap), `tests/bootstrap.rs` (log released, retention exceeded, diverged
-//!    old primary).
+//!    old primary), `tests/restart.rs` (a backup restored and written to before it is
+//!    served: a replica of the original bootstraps, one behind the backup resumes; a
+//!    restarted primary: a replica behind resumes from the log), `tests/faults.rs`
+//!    (restarts and a restore under network faults). The history is the database's
+//!    lineage, forked by the engine at every writable open before the first write
+//!    ([`kv_engine::Db::lineage`]), so no way of opening a database bypasses it.
 //! 3. **The applied position is persisted atomically with the data**: the replica's own
 //!    WAL keeps the primary's sequence numbers, so its position is its database's last
 //!    sequence number, recovered with the data; a crash can neither double-apply nor

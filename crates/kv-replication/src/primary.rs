@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use kv_engine::{Db, SeqNo, WriteBatch, WriteOptions};
 use kv_wal::{Batch, RetentionPin, Tail, TailCursor, WalEvent};
 
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::history::{History, NodeState, random_id};
+use crate::history::{History, NodeState};
 use crate::protocol::{
     DEFAULT_MAX_FRAME, ErrorCode, FileMeta, FrameReader, FrameWriter, Hello, Message,
     PROTOCOL_VERSION, Welcome, is_timeout,
@@ -67,7 +67,11 @@ pub struct PrimaryOptions {
     pub heartbeat: Duration,
     /// A replica silent for this long is disconnected. Default 5 s.
     pub session_timeout: Duration,
-    /// How long the WAL stays pinned for a replica after it disconnects. Default 10 min.
+    /// How long the WAL stays pinned for a replica after it disconnects (or after the
+    /// primary stops or crashes while it was connected): the pin is also kept durably
+    /// (a retention floor of the log, see [`kv_engine::WalView::set_floor`]), so a
+    /// restarted primary still holds what its replicas need, until this long after
+    /// they were last served. Default 10 min.
     pub pin_linger: Duration,
     /// Semi-synchronous writes, if any. Default none (asynchronous).
     pub semi_sync: Option<SemiSync>,
@@ -227,7 +231,11 @@ struct Session {
     codec: Codec,
     last_heard: Instant,
     disconnected_at: Option<Instant>,
-    pin: RetentionPin,
+    /// The in-memory pin, while connected (a departed replica is held by its durable
+    /// floor alone, which expires by itself after the linger).
+    pin: Option<RetentionPin>,
+    /// The durable floor's sequence number, and when it was last written.
+    floor: Option<(u64, Instant)>,
     /// A resend request from the replica, for the sender.
     resend_from: Option<u64>,
     /// To shut the connection down from elsewhere.
@@ -302,24 +310,24 @@ impl Primary {
             return Err(Error::InvalidArgument("no codec allowed".into()));
         }
         let fs = db.fs();
-        // Every start as a primary opens a new lineage at the next sequence number
-        // (replacing the previous one if nothing was written under it): a primary
-        // restored from a backup, or a replica's data opened as a primary, can then
-        // never be mistaken for the history it left.
-        // A database that never had a history (never served, never followed) starts
-        // one at seq 1: what it holds was written by this lineage.
-        let old = NodeState::load(&*fs, db.path())?;
-        let next = db.last_seq().get() + 1;
-        let history = match old.as_ref().map(|n| &n.history) {
-            Some(h) if !h.is_empty() => h.extended(random_id(), next),
-            _ => Ok(History::new_root(random_id())),
+        // The history is the database's lineage, which the engine forked when the
+        // database was opened writable (or promoted), before its first write: writes
+        // made before this start (a restored backup written to, say) already belong
+        // to the new lineage.
+        if History::of(&db)?.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the database has no lineage (it was never opened writable)".into(),
+            ));
         }
-        .map_err(Error::InvalidArgument)?;
-        let node = NodeState {
-            node_id: old.as_ref().map_or_else(random_id, |n| n.node_id),
-            history,
-        };
-        node.store(&*fs, db.path())?;
+        let node = NodeState::load_or_create(&*fs, db.path())?;
+        // Replicas' floors from before a restart hold the log for at most this
+        // primary's linger.
+        let latest = SystemTime::now() + opts.pin_linger;
+        for f in db.wal().floors() {
+            if f.expires > latest {
+                db.wal().set_floor(f.owner, f.seq, latest)?;
+            }
+        }
         let shared = Arc::new(Shared {
             db: Arc::clone(&db),
             opts,
@@ -360,9 +368,9 @@ impl Primary {
         Ok(Primary { shared, observer })
     }
 
-    /// The node's history.
-    pub fn history(&self) -> &History {
-        &self.shared.node.history
+    /// The node's history: its database's lineage ([`Db::lineage`]).
+    pub fn history(&self) -> History {
+        self.shared.history()
     }
 
     /// The node's identity.
@@ -575,6 +583,55 @@ fn spawn_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) {
 }
 
 impl Shared {
+    /// How often a connected replica's durable floor is moved along with its
+    /// acknowledgements (and its expiry renewed).
+    fn floor_renewal(&self) -> Duration {
+        (self.opts.pin_linger / 2).min(Duration::from_secs(1))
+    }
+
+    /// Writes the durable floor of replica `id`'s current session at its pin, expiring
+    /// `pin_linger` from now; true if the floor now holds what the pin held. A failure
+    /// is logged, not fatal: the in-memory pin stays.
+    fn store_floor(&self, id: u64, generation: u64) -> bool {
+        let seq = {
+            let sessions = relock(&self.sessions);
+            let Some(s) = sessions.get(&id).filter(|s| s.generation == generation) else {
+                return false;
+            };
+            match &s.pin {
+                Some(p) => p.seq(),
+                None => return true,
+            }
+        };
+        let wal = self.db.wal();
+        let result = if self.opts.pin_linger.is_zero() {
+            wal.remove_floor(id)
+        } else {
+            wal.set_floor(id, seq, SystemTime::now() + self.opts.pin_linger)
+        };
+        match result {
+            Ok(()) => {
+                if let Some(s) = relock(&self.sessions)
+                    .get_mut(&id)
+                    .filter(|s| s.generation == generation)
+                {
+                    s.floor = Some((seq, Instant::now()));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(replica = id, error = %e, "could not store the replica's retention floor");
+                false
+            }
+        }
+    }
+
+    /// The database's lineage as a history (valid by construction: the engine checks
+    /// it the same way; an empty history, agreeing with no one, otherwise).
+    fn history(&self) -> History {
+        History::of(&self.db).unwrap_or_default()
+    }
+
     fn expire_pins(&self) {
         let linger = self.opts.pin_linger;
         relock(&self.sessions)
@@ -602,7 +659,7 @@ impl Shared {
 /// Why a replica at `applied` with `history` cannot continue from `applied + 1`.
 fn bootstrap_reason(sh: &Shared, hello: &Hello) -> Option<String> {
     let a = hello.applied_seq;
-    let ours = &sh.node.history;
+    let ours = &sh.history();
     let durable = sh.db.wal().durable_seq();
     if a > durable {
         return Some(format!(
@@ -725,10 +782,10 @@ fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
         if let Some(st) = old.as_ref().and_then(|o| o.stream.as_ref()) {
             st.shutdown();
         }
-        let pin = match old {
-            Some(o) => {
-                o.pin.set(pin_at.min(o.pin.seq()));
-                o.pin
+        let pin = match old.and_then(|o| o.pin) {
+            Some(p) => {
+                p.set(pin_at.min(p.seq()));
+                p
             }
             None => sh.db.wal().pin(pin_at),
         };
@@ -745,13 +802,16 @@ fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
                 codec,
                 last_heard: Instant::now(),
                 disconnected_at: None,
-                pin,
+                pin: Some(pin),
+                floor: None,
                 resend_from: None,
                 stream: stream.try_clone_stream().ok(),
             },
         );
     }
     add(&sh.counters.sessions, 1);
+    // Durably too: a primary restarted from here on still holds the log for it.
+    sh.store_floor(id, generation);
     let result = serve_replica(
         sh,
         &hello,
@@ -770,6 +830,15 @@ fn run_session(sh: &Arc<Shared>, stream: Box<dyn Stream>) -> Result<()> {
         s.connected = false;
         s.disconnected_at = Some(Instant::now());
         s.stream = None;
+    }
+    // From now on the durable floor alone holds the log for the replica, and expires
+    // by itself after the linger (whether or not anything here runs then).
+    if sh.store_floor(id, generation)
+        && let Some(s) = relock(&sh.sessions)
+            .get_mut(&id)
+            .filter(|s| s.generation == generation)
+    {
+        s.pin = None;
     }
     sh.expire_pins();
     sh.ack_cv.notify_all();
@@ -812,7 +881,7 @@ fn serve_replica(
     writer.send(&Message::Welcome(Welcome {
         version: PROTOCOL_VERSION,
         primary_id: sh.node.node_id,
-        history: sh.node.history.clone(),
+        history: sh.history(),
         start_seq: applied + 1,
         codec,
         durable_seq: sh.db.wal().durable_seq(),
@@ -865,9 +934,15 @@ fn receive(
                         format!("ack of seq {durable_seq}, only {} was sent", s.sent),
                     ));
                 }
+                let mut renew = false;
                 if durable_seq > s.acked {
                     s.acked = durable_seq;
-                    s.pin.set(durable_seq + 1);
+                    if let Some(p) = &s.pin {
+                        p.set(durable_seq + 1);
+                    }
+                    renew = s
+                        .floor
+                        .is_none_or(|(_, at)| at.elapsed() >= sh.floor_renewal());
                 }
                 let last = sh.db.last_seq().get();
                 if sh.degraded.load(Ordering::Acquire)
@@ -879,6 +954,9 @@ fn receive(
                 }
                 drop(sessions);
                 sh.ack_cv.notify_all();
+                if renew {
+                    sh.store_floor(id, generation);
+                }
             }
             Message::Nack { resend_from } => {
                 add(&sh.counters.nacks, 1);
@@ -1127,11 +1205,12 @@ fn send_checkpoint(
         let (seq, files) = with_heartbeats(sh, writer, || -> Result<(u64, Vec<FileMeta>)> {
             let seq = db.checkpoint(&dir)?.get();
             pin.set(seq + 1);
-            if let Some(s) = relock(&sh.sessions)
-                .get_mut(&id)
+            if let Some(p) = relock(&sh.sessions)
+                .get(&id)
                 .filter(|s| s.generation == generation)
+                .and_then(|s| s.pin.as_ref())
             {
-                s.pin.set(seq + 1);
+                p.set(seq + 1);
             }
             let mut files = Vec::new();
             let mut names = fs.list_dir(&dir).map_err(|e| Error::io(dir.display(), e))?;
@@ -1153,7 +1232,7 @@ fn send_checkpoint(
         writer.send(&Message::BootstrapBegin {
             checkpoint_seq: seq,
             reason: reason.to_string(),
-            history: sh.node.history.clone(),
+            history: sh.history(),
             files: files.clone(),
         })?;
         for (i, f) in files.iter().enumerate() {

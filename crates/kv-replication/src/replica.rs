@@ -156,9 +156,9 @@ impl std::fmt::Debug for Replica {
     }
 }
 
-/// Promotes a stopped replica's data in `root` (no [`Replica`] running on it): starts
-/// a new history at the next sequence number, durably, exactly as
-/// [`Replica::promote`] does, and returns the database directory, which can then be
+/// Promotes a stopped replica's data in `root` (no [`Replica`] running on it): opens it
+/// writable once, which forks a new lineage at the next sequence number durably (as
+/// [`Replica::promote`] does), and returns the database directory, which can then be
 /// opened writable and served with [`Primary::start`](crate::Primary::start).
 pub fn promote_stopped(root: &Path, db_options: &Options) -> Result<PathBuf> {
     let fs = db_options.file_system();
@@ -168,18 +168,10 @@ pub fn promote_stopped(root: &Path, db_options: &Options) -> Result<PathBuf> {
             root.display()
         ))
     })?;
-    let db = Db::open(&dir, db_options.clone().read_only(true))?;
+    let db = Db::open(&dir, db_options.clone().read_only(false))?;
     let next = db.last_seq().get() + 1;
     db.close()?;
-    let mut node = NodeState::load(&*fs, &dir)?.unwrap_or(NodeState {
-        node_id: random_id(),
-        history: History::default(),
-    });
-    node.history = node
-        .history
-        .extended(random_id(), next)
-        .map_err(Error::InvalidArgument)?;
-    node.store(&*fs, &dir)?;
+    NodeState::load_or_create(&*fs, &dir)?;
     tracing::info!(seq = next, dir = %dir.display(), "replica promoted to primary");
     Ok(dir)
 }
@@ -262,7 +254,6 @@ impl Replica {
                     .map_err(|e| Error::io(dir.display(), e))?;
                 NodeState {
                     node_id: random_id(),
-                    history: History::default(),
                 }
                 .store(&*fs, &dir)?;
                 write_active(&*fs, &root, &name)?;
@@ -281,17 +272,7 @@ impl Replica {
             }
         }
         let db = open_db(&opts, &fs, &dir)?;
-        let node = match NodeState::load(&*fs, &dir)? {
-            Some(n) => n,
-            None => {
-                let n = NodeState {
-                    node_id: random_id(),
-                    history: History::default(),
-                };
-                n.store(&*fs, &dir)?;
-                n
-            }
-        };
+        let node = NodeState::load_or_create(&*fs, &dir)?;
         let applied = db.last_seq().get();
         let shared = Arc::new(Shared {
             root,
@@ -350,9 +331,9 @@ impl Replica {
         relock(&self.shared.node).node_id
     }
 
-    /// The history of the replica's data.
+    /// The history of the replica's data (its database's lineage).
     pub fn history(&self) -> History {
-        relock(&self.shared.node).history.clone()
+        History::of(&self.db()).unwrap_or_default()
     }
 
     /// Counters, position and lag.
@@ -419,16 +400,10 @@ impl Replica {
     pub fn promote(mut self) -> Result<Arc<Db>> {
         self.halt();
         let db = self.db();
-        let sh = &*self.shared;
-        let mut node = relock(&sh.node);
         db.wal().sync()?;
         let next = db.last_seq().get() + 1;
-        node.history = node
-            .history
-            .extended(random_id(), next)
-            .map_err(Error::InvalidArgument)?;
-        node.store(&*sh.fs, db.path())?;
-        db.set_read_only(false);
+        // The engine forks the lineage at `next`, durably, before accepting writes.
+        db.set_read_only(false)?;
         tracing::info!(seq = next, "replica promoted to primary");
         Ok(db)
     }
@@ -747,7 +722,7 @@ impl Worker {
             if sh.stop.load(Ordering::Acquire) {
                 return Err(Error::Stopped);
             }
-            let node = relock(&sh.node).clone();
+            let node_id = relock(&sh.node).node_id;
             // Whatever was applied is made durable first, so the position said is
             // both what the replica holds and what survives a crash.
             let db = self.db();
@@ -757,10 +732,10 @@ impl Worker {
                 .store(db.wal().durable_seq(), Ordering::Release);
             conn.send(&Message::Hello(Hello {
                 version: PROTOCOL_VERSION,
-                replica_id: node.node_id,
+                replica_id: node_id,
                 applied_seq: db.last_seq().get(),
                 codecs: opts.codecs.clone(),
-                history: node.history,
+                history: History::of(&db)?,
             }))?;
             // Heartbeats start once the hello is out (it is the first frame).
             let every = opts.heartbeat;
@@ -793,24 +768,19 @@ impl Worker {
                         ),
                     ));
                 }
-                let mut node = relock(&sh.node);
-                if !node.history.agrees_with(&w.history, applied) {
+                let db = self.db();
+                let ours = History::of(&db)?;
+                if !ours.agrees_with(&w.history, applied) {
                     return Err(protocol(
                         &peer,
                         0,
                         "the primary's history disagrees with the replica's data and it did not bootstrap us".into(),
                     ));
                 }
-                if node.history != w.history {
+                if ours != w.history {
                     // Adopted durably before anything of it is applied.
-                    let new = NodeState {
-                        node_id: node.node_id,
-                        history: w.history.clone(),
-                    };
-                    new.store(&*sh.fs, self.db().path())?;
-                    *node = new;
+                    db.adopt_lineage(&w.history.to_lineage())?;
                 }
-                drop(node);
                 // Tell the primary what is held (it counts acknowledgements only, not
                 // what a hello claims).
                 self.conn()?.send(&Message::Ack {
@@ -870,10 +840,12 @@ impl Worker {
         let installed = result.and_then(|()| {
             NodeState {
                 node_id: relock(&sh.node).node_id,
-                history: history.clone(),
             }
             .store(fs, &dir)?;
             let db = open_db(&sh.opts, &sh.fs, &dir)?;
+            // The primary's history, durably, before the switch (the checkpoint's
+            // own LINEAGE, if any, is replaced).
+            db.adopt_lineage(&history.to_lineage())?;
             if db.last_seq().get() != seq {
                 return Err(protocol(
                     &peer,
@@ -905,7 +877,6 @@ impl Worker {
         );
         let old_dir = old.path().to_path_buf();
         self.retired.push((old, old_dir));
-        relock(&sh.node).history = history;
         {
             let mut st = relock(&sh.stats);
             st.bootstraps += 1;

@@ -13,7 +13,8 @@
 //! - **Segments**: files `000001.wal`, `000002.wal`, ... of 32 KiB blocks of CRC-32
 //!   checksummed fragments (see FORMAT.md), preallocated, rotated by size or by
 //!   [`Wal::rotate`], released by [`Wal::release_below`] subject to
-//!   [`RetentionPin`]s and a [`RetentionCap`].
+//!   [`RetentionPin`]s, durable floors ([`Wal::set_floor`], kept across restarts) and a
+//!   [`RetentionCap`].
 //! - **Followers**: [`Wal::read_from`] tails the log from a sequence number across
 //!   rotations; [`Observer`]s are told of every append and sync in order.
 //! - **File-system seam**: all I/O goes through [`Fs`]; [`OsFs`] is the real one and
@@ -87,7 +88,9 @@ pub use options::{AppendOptions, RecoveryMode, RetentionCap, SyncPolicy, WalOpti
 pub use reader::{Damage, DamageOutcome, LogBatch, LogReader, RecoveryReport, SeqRange};
 pub use record::{Record, RecordDamage, RecordReader, RecordWriter};
 pub use recovery::{LOCK_FILE_NAME, Recovery};
-pub use retention::{ReleaseReport, ReleasedSegment, RetentionPin};
+pub use retention::{
+    FLOORS_FILE_NAME, MAX_FLOORS, ReleaseReport, ReleasedSegment, RetentionFloor, RetentionPin,
+};
 pub use tail::{Tail, TailCursor};
 pub use unsynced_fs::UnsyncedFs;
 pub use writer::Wal;

@@ -1,13 +1,165 @@
 //! Retention: releasing segments wholly below a safe sequence number, with pins that
-//! hold segments back (up to a cap).
+//! hold segments back (up to a cap), and durable floors that do so across restarts.
+//!
+//! # Floors
+//!
+//! A [`RetentionPin`] lives in memory: a process restart forgets it, and whoever opens
+//! the log next may release what it held. A *floor* is a pin that survives restarts,
+//! for a reader that comes back later (a replica of a restarted primary): an owner id,
+//! a sequence number and an expiry time (wall clock). Floors are kept in the `FLOORS`
+//! file of the log directory, loaded when the log is opened (before the owner can
+//! release anything), and hold segments back like pins, subject to the same
+//! [`RetentionCap`](crate::RetentionCap). An expired floor holds nothing: an owner
+//! that never comes back cannot keep the log forever, even if nothing ever removes
+//! its floor.
+//!
+//! `FLOORS`, little-endian: magic `KVFLOOR` and the format version 1 (8 bytes); an
+//! entry count *n* (u32, at most [`MAX_FLOORS`]); *n* entries of `owner` u64, `seq`
+//! u64 and `expires` u64 (milliseconds since the Unix epoch); a CRC-32 (IEEE) of every
+//! byte before it. Replaced by write-temp (`FLOORS.tmp`) + fsync + rename +
+//! fsync(directory). Deleting it is always safe (it only costs retention).
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::format::segment_path;
+use crate::fs::Fs;
 use crate::writer::{Shared, Wal, relock};
+
+/// The floors file's name in the log directory.
+pub const FLOORS_FILE_NAME: &str = "FLOORS";
+const FLOORS_TMP: &str = "FLOORS.tmp";
+const FLOORS_MAGIC: &[u8; 8] = b"KVFLOOR\x01";
+/// Most floors a log keeps (one per owner: a replica, say).
+pub const MAX_FLOORS: usize = 4096;
+
+/// A durable retention floor (see the module documentation): the log keeps segments
+/// holding sequence numbers `>= seq` for `owner` until `expires`, across restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionFloor {
+    /// Whose floor it is.
+    pub owner: u64,
+    /// The oldest sequence number to keep.
+    pub seq: u64,
+    /// When it stops holding anything.
+    pub expires: SystemTime,
+}
+
+/// Floors in memory: owner -> (seq, expiry in ms since the epoch).
+pub(crate) type Floors = BTreeMap<u64, (u64, u64)>;
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn encode_floors(floors: &Floors) -> Vec<u8> {
+    let mut out = FLOORS_MAGIC.to_vec();
+    out.extend_from_slice(&(floors.len() as u32).to_le_bytes());
+    for (owner, (seq, expires)) in floors {
+        out.extend_from_slice(&owner.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&expires.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode_floors(path: &Path, bytes: &[u8]) -> Result<Floors> {
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| Error::corruption(path, at as u64, "truncated floor"))
+    };
+    if bytes.get(..8) != Some(&FLOORS_MAGIC[..]) {
+        return Err(Error::corruption(
+            path,
+            0,
+            "not a floors file of a supported version (bad magic)",
+        ));
+    }
+    let body_len = bytes
+        .len()
+        .checked_sub(4)
+        .filter(|&n| n >= 12)
+        .ok_or_else(|| Error::corruption(path, bytes.len() as u64, "truncated floors file"))?;
+    let (body, crc) = (
+        bytes.get(..body_len).unwrap_or_default(),
+        bytes.get(body_len..).unwrap_or_default(),
+    );
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(Error::corruption(
+            path,
+            body_len as u64,
+            "floors checksum mismatch",
+        ));
+    }
+    let count = bytes
+        .get(8..12)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| Error::corruption(path, 8, "truncated floors file"))?
+        as usize;
+    if count > MAX_FLOORS || count.checked_mul(24).map(|n| n + 12) != Some(body_len) {
+        return Err(Error::corruption(
+            path,
+            8,
+            format!("{count} floors do not match the file length {body_len}"),
+        ));
+    }
+    let mut floors = Floors::new();
+    for i in 0..count {
+        let at = 12 + i * 24;
+        if floors
+            .insert(u64_at(at)?, (u64_at(at + 8)?, u64_at(at + 16)?))
+            .is_some()
+        {
+            return Err(Error::corruption(path, at as u64, "duplicate floor owner"));
+        }
+    }
+    Ok(floors)
+}
+
+/// The unexpired floors of the log in `dir` (none if it has no floors file).
+pub(crate) fn load_floors(fs: &dyn Fs, dir: &Path) -> Result<Floors> {
+    let path = dir.join(FLOORS_FILE_NAME);
+    if !fs.exists(&path).map_err(|e| Error::io(&path, e))? {
+        return Ok(Floors::new());
+    }
+    let bytes = crate::fs::read_all(fs, &path).map_err(|e| Error::io(&path, e))?;
+    let mut floors = decode_floors(&path, &bytes)?;
+    let now = unix_ms(SystemTime::now());
+    floors.retain(|_, (_, expires)| *expires > now);
+    Ok(floors)
+}
+
+fn store_floors(fs: &dyn Fs, dir: &Path, floors: &Floors) -> Result<()> {
+    let tmp = dir.join(FLOORS_TMP);
+    let path = dir.join(FLOORS_FILE_NAME);
+    let mut f = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.append(&encode_floors(floors))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// The lowest sequence number an unexpired floor holds.
+fn floor_min(floors: &Floors, now_ms: u64) -> Option<u64> {
+    floors
+        .values()
+        .filter(|(_, expires)| *expires > now_ms)
+        .map(|(seq, _)| *seq)
+        .min()
+}
 
 /// Holds back the release of segments containing sequence numbers at or above
 /// [`seq`](Self::seq), for example for a replica still reading them. Released on drop.
@@ -64,6 +216,79 @@ pub struct ReleaseReport {
 }
 
 impl Wal {
+    /// Sets (or moves) `owner`'s durable floor: segments holding sequence numbers
+    /// `>= seq` are kept until `expires` (subject to the retention cap), across
+    /// restarts. Durable when it returns; expired floors are dropped from the file
+    /// meanwhile. Fails for more than [`MAX_FLOORS`] owners.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use kv_wal::{Batch, FaultFs, Wal, WalOptions};
+    /// let fs = Arc::new(FaultFs::new(0));
+    /// let wal = Wal::open("/w", WalOptions::default().fs(fs.clone()))?;
+    /// let mut b = Batch::new();
+    /// b.put("k", "v");
+    /// wal.append(&b)?; // seq 1, segment 1
+    /// wal.rotate()?;
+    /// wal.append(&b)?; // seq 2, segment 2
+    /// wal.set_floor(7, 1, SystemTime::now() + Duration::from_secs(60))?;
+    /// drop(wal);
+    /// // Reopened (a restart): the floor still holds seq 1.
+    /// let (wal, _) = Wal::recover("/w", WalOptions::default().fs(fs))?.finish()?;
+    /// assert!(wal.release_below(3)?.released.is_empty());
+    /// assert_eq!(wal.floors()[0].seq, 1);
+    /// wal.remove_floor(7)?;
+    /// assert_eq!(wal.release_below(3)?.released.len(), 2);
+    /// # Ok::<(), kv_wal::Error>(())
+    /// ```
+    pub fn set_floor(&self, owner: u64, seq: u64, expires: SystemTime) -> Result<()> {
+        let sh = &*self.shared;
+        let mut floors = relock(&sh.floors);
+        let now = unix_ms(SystemTime::now());
+        let mut next = floors.clone();
+        next.retain(|_, (_, e)| *e > now);
+        next.insert(owner, (seq, unix_ms(expires)));
+        if next.len() > MAX_FLOORS {
+            return Err(Error::InvalidArgument(format!(
+                "more than {MAX_FLOORS} retention floors"
+            )));
+        }
+        store_floors(&*sh.fs, &sh.dir, &next)?;
+        *floors = next;
+        Ok(())
+    }
+
+    /// Removes `owner`'s durable floor (durably); nothing to do if it has none.
+    pub fn remove_floor(&self, owner: u64) -> Result<()> {
+        let sh = &*self.shared;
+        let mut floors = relock(&sh.floors);
+        if !floors.contains_key(&owner) {
+            return Ok(());
+        }
+        let now = unix_ms(SystemTime::now());
+        let mut next = floors.clone();
+        next.remove(&owner);
+        next.retain(|_, (_, e)| *e > now);
+        store_floors(&*sh.fs, &sh.dir, &next)?;
+        *floors = next;
+        Ok(())
+    }
+
+    /// The floors that still hold the log (unexpired), by owner.
+    pub fn floors(&self) -> Vec<RetentionFloor> {
+        let now = unix_ms(SystemTime::now());
+        relock(&self.shared.floors)
+            .iter()
+            .filter(|(_, (_, e))| *e > now)
+            .map(|(&owner, &(seq, e))| RetentionFloor {
+                owner,
+                seq,
+                expires: UNIX_EPOCH + Duration::from_millis(e),
+            })
+            .collect()
+    }
+
     /// Pins `seq`: segments holding sequence numbers `>= seq` are not released while
     /// the pin lives (subject to the retention cap).
     pub fn pin(&self, seq: u64) -> RetentionPin {
@@ -102,6 +327,11 @@ impl Wal {
         let mut report = ReleaseReport::default();
         let mut segs = relock(&sh.segments);
         let pin_min = relock(&sh.pins).values().min().copied();
+        let floor = floor_min(&relock(&sh.floors), unix_ms(SystemTime::now()));
+        let pin_min = match (pin_min, floor) {
+            (Some(p), Some(f)) => Some(p.min(f)),
+            (p, f) => p.or(f),
+        };
         let now = Instant::now();
         // Candidates: a prefix of sealed segments wholly below safe_seq.
         let mut plan: Vec<(usize, bool)> = Vec::new();
@@ -187,5 +417,132 @@ impl Wal {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, FaultFs, RetentionCap, WalOptions};
+
+    fn wal_with_segments(fs: &Arc<FaultFs>, opts: WalOptions) -> Wal {
+        let wal = Wal::open("/w", opts.fs(fs.clone())).unwrap();
+        let mut b = Batch::new();
+        b.put("k", "v");
+        for _ in 0..3 {
+            wal.append(&b).unwrap(); // seqs 1, 2, 3 in segments 1, 2, 3
+            wal.rotate().unwrap();
+        }
+        wal
+    }
+
+    fn reopen(fs: &Arc<FaultFs>, opts: WalOptions) -> Wal {
+        Wal::recover("/w", opts.fs(fs.clone()))
+            .unwrap()
+            .finish()
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn floors_hold_the_log_across_reopens_until_they_expire() {
+        let fs = Arc::new(FaultFs::new(1));
+        let wal = wal_with_segments(&fs, WalOptions::default());
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        wal.set_floor(1, 2, later).unwrap();
+        wal.set_floor(2, 3, later).unwrap();
+        drop(wal);
+        let wal = reopen(&fs, WalOptions::default());
+        assert_eq!(wal.floors().len(), 2);
+        let r = wal.release_below(4).unwrap();
+        assert_eq!(r.released.len(), 1, "only below the lowest floor: {r:?}");
+        assert_eq!(wal.oldest_retained_seq(), 2);
+        // Moved: the owner's floor is replaced, not added to.
+        wal.set_floor(1, 3, later).unwrap();
+        assert_eq!(wal.floors().len(), 2);
+        assert_eq!(wal.release_below(4).unwrap().released.len(), 1);
+        assert_eq!(wal.oldest_retained_seq(), 3);
+        // Expired floors hold nothing, whether or not anyone removes them, and are not
+        // loaded again.
+        let soon = SystemTime::now() + Duration::from_millis(100);
+        wal.set_floor(1, 3, soon).unwrap();
+        wal.set_floor(2, 3, soon).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(wal.floors().is_empty());
+        drop(wal);
+        let wal = reopen(&fs, WalOptions::default());
+        assert!(wal.floors().is_empty());
+        assert!(!wal.release_below(4).unwrap().released.is_empty());
+        assert_eq!(wal.oldest_retained_seq(), 4);
+        // Removing a floor that is not there writes nothing.
+        let renames = fs.count(crate::FsOp::Rename);
+        wal.remove_floor(9).unwrap();
+        assert_eq!(fs.count(crate::FsOp::Rename), renames);
+    }
+
+    #[test]
+    fn the_cap_overrides_floors() {
+        let fs = Arc::new(FaultFs::new(2));
+        let cap = RetentionCap {
+            max_bytes: Some(1),
+            max_age: None,
+        };
+        let opts = WalOptions::default().retention_cap(cap);
+        let wal = wal_with_segments(&fs, opts.clone());
+        wal.set_floor(1, 1, SystemTime::now() + Duration::from_secs(3600))
+            .unwrap();
+        let r = wal.release_below(4).unwrap();
+        assert!(r.released.iter().all(|s| s.forced), "{r:?}");
+        assert_eq!(wal.oldest_retained_seq(), 4);
+    }
+
+    #[test]
+    fn a_failed_store_keeps_the_previous_floors() {
+        let fs = Arc::new(FaultFs::new(3));
+        let wal = wal_with_segments(&fs, WalOptions::default());
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        wal.set_floor(1, 2, later).unwrap();
+        fs.fail_nth(crate::FsOp::Rename, 1, crate::Fault::Eio);
+        let err = wal.set_floor(1, 1, later).unwrap_err().to_string();
+        assert!(err.contains("FLOORS"), "{err}");
+        assert_eq!(wal.floors()[0].seq, 2);
+        drop(wal);
+        assert_eq!(reopen(&fs, WalOptions::default()).floors()[0].seq, 2);
+    }
+
+    #[test]
+    fn every_damage_to_the_floors_file_is_detected() {
+        let mut floors = Floors::new();
+        floors.insert(1, (5, 1000));
+        floors.insert(u64::MAX, (7, u64::MAX));
+        let good = encode_floors(&floors);
+        let path = Path::new("/w/FLOORS");
+        assert_eq!(decode_floors(path, &good).unwrap(), floors);
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x04;
+            let err = decode_floors(path, &bad).unwrap_err().to_string();
+            assert!(err.contains("FLOORS"), "flip at {i}: {err}");
+        }
+        for cut in 0..good.len() {
+            assert!(decode_floors(path, &good[..cut]).is_err(), "cut at {cut}");
+        }
+        // A count that lies, under a matching checksum.
+        let mut lying = FLOORS_MAGIC.to_vec();
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&lying);
+        lying.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode_floors(path, &lying).is_err());
+        // The same owner twice.
+        let mut dup = FLOORS_MAGIC.to_vec();
+        dup.extend_from_slice(&2u32.to_le_bytes());
+        for _ in 0..2 {
+            for v in [1u64, 2, 3] {
+                dup.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let crc = crc32fast::hash(&dup);
+        dup.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode_floors(path, &dup).is_err());
     }
 }

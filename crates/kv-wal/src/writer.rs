@@ -303,6 +303,8 @@ pub(crate) struct Shared {
     pub(crate) written_cv: Condvar,
     pub(crate) pins: Mutex<std::collections::BTreeMap<u64, u64>>,
     pub(crate) next_pin: std::sync::atomic::AtomicU64,
+    /// Durable floors (see `retention.rs`), loaded at open.
+    pub(crate) floors: Mutex<crate::retention::Floors>,
     pub(crate) observers: Arc<ObserverHub>,
     /// Fsyncs of written groups so far (see [`Shared::zero_ahead`]).
     fsyncs: std::sync::atomic::AtomicU64,
@@ -406,6 +408,7 @@ impl Wal {
             ticket: 0,
             seq: p.next_seq - 1,
         };
+        let floors = crate::retention::load_floors(&*p.opts.fs, &p.dir)?;
         let observers = Arc::new(ObserverHub::new(
             p.opts.observer_queue,
             p.opts.observer_max_wait,
@@ -452,6 +455,7 @@ impl Wal {
             written_cv: Condvar::new(),
             pins: Mutex::new(Default::default()),
             next_pin: Default::default(),
+            floors: Mutex::new(floors),
             observers,
             fsyncs: Default::default(),
             bg_stop: Mutex::new(false),

@@ -153,3 +153,55 @@ pub(crate) fn check_log_contiguous(db_dir: &std::path::Path, what: &str) -> (Opt
     }
     (next, n)
 }
+
+/// A connector whose target can be changed: replicas keep it while the primary behind
+/// it is restarted (or replaced by a restored copy) on a new network.
+pub(crate) struct Switch(std::sync::Mutex<Arc<dyn kv_replication::Connector>>);
+
+impl Switch {
+    pub(crate) fn new(to: Arc<dyn kv_replication::Connector>) -> Arc<Switch> {
+        Arc::new(Switch(std::sync::Mutex::new(to)))
+    }
+
+    pub(crate) fn set(&self, to: Arc<dyn kv_replication::Connector>) {
+        *self.0.lock().expect("switch") = to;
+    }
+}
+
+impl kv_replication::Connector for Switch {
+    fn connect(&self, timeout: Duration) -> std::io::Result<Box<dyn kv_replication::Stream>> {
+        let to = Arc::clone(&self.0.lock().expect("switch"));
+        to.connect(timeout)
+    }
+
+    fn describe(&self) -> String {
+        self.0.lock().expect("switch").describe()
+    }
+}
+
+/// Starts a primary on `db` serving a new in-memory network, and points `switch` at it.
+pub(crate) fn serve_on(
+    db: &Arc<Db>,
+    opts: PrimaryOptions,
+    switch: &Switch,
+) -> kv_replication::Primary {
+    let primary = kv_replication::Primary::start(Arc::clone(db), opts).expect("start");
+    let (l, c) = kv_replication::mem_network();
+    primary.serve(Box::new(l)).expect("serve");
+    switch.set(Arc::new(c));
+    primary
+}
+
+/// Copies a closed database directory (and everything under it), as a cold backup.
+pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&src, &dst);
+        } else if e.file_name() != "LOCK" {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The lineage: which writer produced which sequence numbers of the database.
+//!
+//! A lineage is a list of `(id, start_seq)` entries: the data at sequence numbers from
+//! `start_seq` up to the next entry's start was written by the writer `id` (a random
+//! 64-bit number). Two copies of a database hold the same data up to sequence number
+//! `s` exactly when the entry covering `s` has the same id in both; replication
+//! (`kv-replication`) uses this to tell a replica that may resume from one that must
+//! start over.
+//!
+//! The engine keeps it, not replication, because only the engine sees every write: a
+//! database **opened writable** (or switched to writable with
+//! [`Db::set_read_only`]`(false)`) forks a new entry at its next sequence number, made
+//! durable before the open returns (or the switch takes effect), so before any write
+//! can be numbered under it. Whoever opens the directory (a primary, a tool, a program
+//! writing a restored backup), the writes of that session can never be taken for
+//! another copy's writes at the same numbers. A read-only database (a replica) never
+//! forks; it adopts its primary's lineage ([`Db::adopt_lineage`]), since its data
+//! is the primary's.
+//!
+//! On disk: the `LINEAGE` file of the database directory, little-endian:
+//!
+//! | offset | width | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `KVLINE\0\x01` (the last byte is the format version, 1) |
+//! | 8 | 4 | entry count *n*, u32, at most [`MAX_LINEAGE_ENTRIES`] |
+//! | 12 | 16 × *n* | entries: `id` u64, then `start_seq` u64 |
+//! | 12 + 16*n* | 4 | CRC-32 (IEEE) of every byte before it |
+//!
+//! `start_seq`s strictly increase, the first at least 1, none above 2^56. It is
+//! replaced by write-temp (`LINEAGE.tmp`) + fsync + rename + fsync(directory). A
+//! missing file is an empty lineage (a database that never wrote as a primary and
+//! never followed one).
+
+use std::path::Path;
+
+use kv_wal::Fs;
+
+use crate::db::lock;
+use crate::{Db, Error, Result};
+
+/// The lineage file's name in a database directory.
+pub(crate) const LINEAGE: &str = "LINEAGE";
+/// Its temporary name while it is replaced.
+pub(crate) const LINEAGE_TMP: &str = "LINEAGE.tmp";
+const MAGIC: &[u8; 8] = b"KVLINE\x00\x01";
+
+/// Most entries a lineage keeps: at this many, forking drops the oldest (a copy whose
+/// position falls before the first entry then agrees with no one, which is safe).
+pub const MAX_LINEAGE_ENTRIES: usize = 4096;
+
+/// One entry of a database's lineage (see [`Db::lineage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LineageEntry {
+    /// The writer's random identity.
+    pub id: u64,
+    /// The first sequence number written under it.
+    pub start_seq: u64,
+}
+
+/// Checks the rules every lineage follows; the reason if one is broken.
+pub(crate) fn check(entries: &[LineageEntry]) -> std::result::Result<(), String> {
+    if entries.len() > MAX_LINEAGE_ENTRIES {
+        return Err(format!(
+            "{} lineage entries (at most {MAX_LINEAGE_ENTRIES})",
+            entries.len()
+        ));
+    }
+    let mut prev = 0u64;
+    for e in entries {
+        if e.start_seq <= prev || e.start_seq > kv_wal::MAX_SEQ + 1 {
+            return Err(format!(
+                "lineage entry starting at seq {} does not follow {prev}",
+                e.start_seq
+            ));
+        }
+        prev = e.start_seq;
+    }
+    Ok(())
+}
+
+/// `entries` forked for a writer `id` whose first write will be `next_seq`: entries
+/// starting at or after `next_seq` are dropped (they describe data this copy does not
+/// hold), then `(id, next_seq)` is appended; an empty lineage starts `[(id, 1)]`
+/// instead (everything the database holds was written outside any lineage, and is
+/// now claimed by this one). Bounded by [`MAX_LINEAGE_ENTRIES`].
+pub(crate) fn forked(entries: &[LineageEntry], id: u64, next_seq: u64) -> Vec<LineageEntry> {
+    if entries.is_empty() {
+        return vec![LineageEntry { id, start_seq: 1 }];
+    }
+    let mut out: Vec<LineageEntry> = entries
+        .iter()
+        .copied()
+        .filter(|e| e.start_seq < next_seq)
+        .collect();
+    out.push(LineageEntry {
+        id,
+        start_seq: next_seq,
+    });
+    let excess = out.len().saturating_sub(MAX_LINEAGE_ENTRIES);
+    out.drain(..excess);
+    out
+}
+
+fn encode(entries: &[LineageEntry]) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        out.extend_from_slice(&e.id.to_le_bytes());
+        out.extend_from_slice(&e.start_seq.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes untrusted bytes read from `path`.
+fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<LineageEntry>> {
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| Error::corruption(path, at as u64, "truncated lineage entry"))
+    };
+    if bytes.get(..8) != Some(&MAGIC[..]) {
+        return Err(Error::corruption(
+            path,
+            0,
+            "not a lineage file of a supported version (bad magic)",
+        ));
+    }
+    let body_len = bytes
+        .len()
+        .checked_sub(4)
+        .filter(|&n| n >= 12)
+        .ok_or_else(|| Error::corruption(path, bytes.len() as u64, "truncated lineage file"))?;
+    let (body, crc) = (
+        bytes.get(..body_len).unwrap_or_default(),
+        bytes.get(body_len..).unwrap_or_default(),
+    );
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(Error::corruption(
+            path,
+            body_len as u64,
+            "lineage checksum mismatch",
+        ));
+    }
+    let count = bytes
+        .get(8..12)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| Error::corruption(path, 8, "truncated lineage file"))?
+        as usize;
+    if count > MAX_LINEAGE_ENTRIES || count.checked_mul(16).map(|n| n + 12) != Some(body_len) {
+        return Err(Error::corruption(
+            path,
+            8,
+            format!("{count} lineage entries do not match the file length {body_len}"),
+        ));
+    }
+    let mut entries = Vec::with_capacity(count);
+    for i in 0..count {
+        let at = 12 + i * 16;
+        entries.push(LineageEntry {
+            id: u64_at(at)?,
+            start_seq: u64_at(at + 8)?,
+        });
+    }
+    check(&entries).map_err(|d| Error::corruption(path, 12, d))?;
+    Ok(entries)
+}
+
+/// Reads the lineage of the database in `dir` (empty if it has no `LINEAGE` file).
+pub(crate) fn load(fs: &dyn Fs, dir: &Path) -> Result<Vec<LineageEntry>> {
+    let path = dir.join(LINEAGE);
+    if !fs.exists(&path).map_err(|e| Error::io(&path, e))? {
+        return Ok(Vec::new());
+    }
+    let bytes = kv_wal::read_all(fs, &path).map_err(|e| Error::io(&path, e))?;
+    decode(&path, &bytes)
+}
+
+/// Replaces the lineage of the database in `dir` durably and atomically: a temporary
+/// file, fsynced, renamed over the old one, then the directory fsynced.
+pub(crate) fn store(fs: &dyn Fs, dir: &Path, entries: &[LineageEntry]) -> Result<()> {
+    let tmp = dir.join(LINEAGE_TMP);
+    let path = dir.join(LINEAGE);
+    let mut f = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.append(&encode(entries))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// A random 64-bit identity (never 0): hashed from the clock, the process id and a
+/// per-process counter through the standard library's randomly keyed hasher.
+pub(crate) fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish().max(1)
+}
+
+impl Db {
+    /// The database's lineage, oldest entry first (see the `LINEAGE` file's
+    /// description in the crate's `lineage` module): which writer produced which
+    /// sequence numbers. A database opened writable has just forked a new entry at
+    /// its next sequence number, so its writes are never attributed to a copy of it
+    /// made earlier (a restored backup writes under a new id).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// let first = db.lineage();
+    /// assert_eq!(first.len(), 1);
+    /// assert_eq!(first[0].start_seq, 1);
+    /// db.close()?;
+    /// // Opened writable again: a new writer from seq 2 on.
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// let second = db.lineage();
+    /// assert_eq!(second.len(), 2);
+    /// assert_eq!(second[0], first[0]);
+    /// assert_eq!(second[1].start_seq, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lineage(&self) -> Vec<LineageEntry> {
+        lock(&self.inner.lineage).clone()
+    }
+
+    /// Replaces the lineage of a read-only database (a replica) with its primary's,
+    /// durably, before data of that lineage is applied. Refused on a writable database
+    /// (its lineage is its own) and for a malformed lineage (`start_seq`s not strictly
+    /// increasing from at least 1, beyond the sequence number space, or more than
+    /// [`MAX_LINEAGE_ENTRIES`] entries).
+    ///
+    /// ```
+    /// use kv_engine::{Db, LineageEntry, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// let replica = Db::open(dir.path(), Options::default().read_only(true))?;
+    /// assert!(replica.lineage().is_empty());
+    /// let primary = vec![LineageEntry { id: 7, start_seq: 1 }];
+    /// replica.adopt_lineage(&primary)?;
+    /// assert_eq!(replica.lineage(), primary);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn adopt_lineage(&self, entries: &[LineageEntry]) -> Result<()> {
+        let inner = &*self.inner;
+        let mut current = lock(&inner.lineage);
+        if !inner.read_only.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "a writable database keeps its own lineage; only a read-only one adopts another's"
+                    .into(),
+            ));
+        }
+        check(entries).map_err(Error::InvalidArgument)?;
+        if current.as_slice() != entries {
+            store(&*inner.fs, &inner.path, entries)?;
+            *current = entries.to_vec();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(id: u64, start_seq: u64) -> LineageEntry {
+        LineageEntry { id, start_seq }
+    }
+
+    #[test]
+    fn forking_drops_what_the_copy_does_not_hold_and_is_bounded() {
+        assert_eq!(forked(&[], 9, 51), vec![e(9, 1)]);
+        let l = vec![e(1, 1), e(2, 101)];
+        assert_eq!(forked(&l, 3, 151), vec![e(1, 1), e(2, 101), e(3, 151)]);
+        // A copy behind the last entry (a backup, a replica that adopted more).
+        assert_eq!(forked(&l, 3, 51), vec![e(1, 1), e(3, 51)]);
+        assert_eq!(forked(&l, 3, 101), vec![e(1, 1), e(3, 101)]);
+        let mut long = vec![e(1, 1)];
+        for i in 0..MAX_LINEAGE_ENTRIES as u64 + 5 {
+            long = forked(&long, i + 2, i + 2);
+        }
+        assert_eq!(long.len(), MAX_LINEAGE_ENTRIES);
+        assert!(check(&long).is_ok());
+        assert!(check(&[e(1, 0)]).is_err());
+        assert!(check(&[e(1, 5), e(2, 5)]).is_err());
+        assert!(check(&[e(1, kv_wal::MAX_SEQ + 2)]).is_err());
+    }
+
+    #[test]
+    fn the_file_round_trips_and_every_damage_is_detected() {
+        let fs = kv_wal::FaultFs::new(0);
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        assert!(load(&fs, dir).unwrap().is_empty());
+        let l = vec![e(1, 1), e(u64::MAX, 10)];
+        store(&fs, dir, &l).unwrap();
+        assert_eq!(load(&fs, dir).unwrap(), l);
+        assert!(!fs.exists(&dir.join(LINEAGE_TMP)).unwrap());
+        let good = encode(&l);
+        let path = dir.join(LINEAGE);
+        for i in 0..good.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut bad = good.clone();
+                bad[i] ^= bit;
+                let err = decode(&path, &bad).unwrap_err().to_string();
+                assert!(err.contains("LINEAGE"), "flip at {i}: {err}");
+            }
+        }
+        for cut in 0..good.len() {
+            assert!(decode(&path, &good[..cut]).is_err(), "cut at {cut}");
+        }
+        // A well-formed file with a lineage that breaks the rules.
+        let bad = encode(&[e(1, 5), e(2, 3)]);
+        let err = decode(&path, &bad).unwrap_err().to_string();
+        assert!(err.contains("does not follow"), "{err}");
+        // A count that lies (with a matching checksum).
+        let mut lying = MAGIC.to_vec();
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&lying);
+        lying.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode(&path, &lying).is_err());
+    }
+}
