@@ -25,7 +25,8 @@
 //!    wrote nothing back) or `--lose-unsynced-pages` (a random subset of the unsynced
 //!    pages, as the operating system's write-back in any order would leave), else
 //!    nothing under a plain run and one of the three, drawn per cycle, under
-//!    `--random-options` (see `crash/plan.rs`);
+//!    `--random-options` (random pages only in cycles that sync every write: see
+//!    `crash/plan.rs` for why);
 //! 2. kills it with SIGKILL: about one cycle in five during open/recovery (a quarter of
 //!    the cycles aim at a random moment of the open; the summary counts the kills that
 //!    landed before the database reported itself open), the others at a random moment
@@ -613,11 +614,14 @@ impl Harness {
         if !found_open {
             self.kills_during_open += 1;
         }
-        self.losses[match run.plan.loss {
+        let slot = match run.plan.loss {
             Loss::Nothing => 0,
             Loss::Unsynced => 1,
             Loss::UnsyncedPages(_) => 2,
-        }] += 1;
+        };
+        if let Some(n) = self.losses.get_mut(slot) {
+            *n += 1;
+        }
         for c in [run.config.clone(), config_of(&lines(check_out.as_bytes()))]
             .into_iter()
             .flatten()

@@ -59,7 +59,12 @@ pub(super) enum LossChoice {
     /// `--lose-unsynced`, `--lose-unsynced-pages` or neither: the same every cycle
     /// (the pages' write-back percentage is still drawn per cycle).
     Fixed(Loss),
-    /// `--random-options` without either flag: drawn per cycle.
+    /// `--random-options` without either flag: drawn per cycle; random unsynced pages
+    /// only in cycles whose writes are all synced (`--sync always`). Elsewhere that
+    /// loss leaves a WAL segment whose lost page is followed by a kept one, which the
+    /// engine's default recovery refuses to open ("damage followed by data": not a torn
+    /// tail), so every such cycle would fail on that one known refusal;
+    /// `--lose-unsynced-pages` runs it under every sync mode.
     Random,
 }
 
@@ -106,8 +111,8 @@ impl Plan {
             LossChoice::Fixed(l) => l,
             LossChoice::Random => match r.below(3) {
                 0 => Loss::Nothing,
-                1 => Loss::Unsynced,
-                _ => pages(&mut r),
+                2 if sync == "always" => pages(&mut r),
+                _ => Loss::Unsynced,
             },
         };
         Plan {
@@ -164,12 +169,13 @@ mod tests {
                 Loss::Unsynced => 1,
                 Loss::UnsyncedPages(pct) => {
                     assert!((1..=60).contains(&pct));
+                    assert_eq!(p.sync, "always");
                     2
                 }
             }] += 1;
             assert!(["always", "batch", "never"].contains(&p.sync.as_str()));
         }
-        assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
+        assert!(seen.iter().all(|n| *n > 20), "{seen:?}");
         let fixed = Plan::draw(1, 1, "never", LossChoice::Fixed(Loss::Unsynced), false);
         assert_eq!((fixed.sync.as_str(), fixed.loss), ("never", Loss::Unsynced));
         assert_eq!((fixed.config_seed, fixed.check_config_seed), (None, None));
