@@ -1,28 +1,41 @@
 //! `cargo xtask crash`: the black-box crash test.
 //!
 //! ```text
-//! cargo xtask crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep]
+//! cargo xtask crash [--cycles N] [--seconds|--secs S] [--random-options]
+//!                   [--lose-unsynced | --lose-unsynced-pages] [--keep]
 //!                   [--sync always|batch|never|mix] [--threads T] [--seed N]
 //! cargo xtask crash --replication [--cycles N] [--lose-unsynced] [--keep] [--seed N]
 //! ```
 //!
 //! With `--replication` it kills a replica instead (see `crash/replication.rs`).
 //!
-//! Builds the `kv` binary (release), then runs N cycles (default 100; `--seconds S`
-//! stops earlier, after the cycle running when S seconds have passed) on one database
-//! directory. Each cycle:
+//! Builds the `kv` binary (release), then runs N cycles (default 100, or unbounded
+//! when only `--seconds` is given; `--seconds S` stops after the cycle running when S
+//! seconds have passed) on one database directory. Each cycle:
 //!
-//! 1. starts `kv stress --tiny` (a new `--run` number and seed per cycle; `--sync`
-//!    picked at random per cycle under `mix`, the default) and reads its log of begun
-//!    and acknowledged operations from a pipe;
+//! 1. starts `kv stress` (a new `--run` number and seed per cycle; `--sync` picked at
+//!    random per cycle under `mix`, the default) and reads its log of begun and
+//!    acknowledged operations from a pipe. Its engine configuration is `--tiny`, or
+//!    with `--random-options` one drawn per cycle (`kv stress --config-seed`): leveled
+//!    with static or dynamic level sizes, or tiered, with small sizes and triggers,
+//!    random memtable, block, table, WAL and manifest sizes, codecs per level, bloom
+//!    bits, cache size, sync policy, compaction and flush threads, level-0
+//!    back-pressure, compaction debt limits, mmap and WAL preallocation on or off. What
+//!    a kill loses is fixed by `--lose-unsynced` (everything unsynced: a power cut that
+//!    wrote nothing back) or `--lose-unsynced-pages` (a random subset of the unsynced
+//!    pages, as the operating system's write-back in any order would leave), else
+//!    nothing under a plain run and one of the three, drawn per cycle, under
+//!    `--random-options` (random pages only in cycles that sync every write: see
+//!    `crash/plan.rs` for why);
 //! 2. kills it with SIGKILL: about one cycle in five during open/recovery (a quarter of
 //!    the cycles aim at a random moment of the open; the summary counts the kills that
 //!    landed before the database reported itself open), the others at a random moment
 //!    up to 1.5 s after it opened. A stress process that exits by itself is a failure;
 //! 3. copies the directory (the evidence of the state before recovery); every tenth
 //!    cycle runs `kv verify` on it;
-//! 4. runs `kv stress --check`, which recovers the database on the real file system and
-//!    lists every live key with the operation that wrote its value (or why the value is
+//! 4. runs `kv stress --check`, which recovers the database on the real file system
+//!    (under `--random-options` with another configuration drawn for it: options change
+//!    between reopens) and lists every live key with the operation that wrote its value (or why the value is
 //!    garbage), and the last sequence number;
 //! 5. checks the recovered state against the model (below), then takes the recovered
 //!    state as the model of the next cycle (in-flight operations are settled to what
@@ -30,9 +43,11 @@
 //!
 //! The checks. Let SEQ be the recovered last sequence number. The durable bar is the
 //! highest acknowledged sequence number on the real file system (a process kill keeps
-//! everything the engine handed to the OS, whatever the sync mode), and with
-//! `--lose-unsynced` the highest sequence number acknowledged by a *synced* write (a
-//! sync makes every earlier write durable too; unsynced writes after it may be lost).
+//! everything the engine handed to the OS, whatever the sync mode), and in a cycle that
+//! loses unsynced data (all or random pages) the highest sequence number acknowledged
+//! by a *synced* write (a sync makes every earlier write durable too; unsynced writes
+//! after it may be lost, but only as a suffix of the acknowledged order: the hole
+//! check below holds in every mode).
 //! - **seq regression**: SEQ is below the durable bar, below the previous cycle's SEQ,
 //!   or the stress run opened at a sequence number below the previous cycle's SEQ;
 //! - every key must hold the value of the last acknowledged operation on it with
@@ -46,9 +61,11 @@
 //! - **torn batch**: the keys of an in-flight batch are neither all applied nor all not.
 //!
 //! On a violation it stops, prints the first violations and keeps the evidence in the
-//! directory it names (REPORT.txt with the seed and mode, `db.before-recovery`, the
-//! recovered `db`, the stress and check output of the cycle), and exits non-zero. On
-//! success it prints one summary line and removes its directory unless `--keep`.
+//! directory it names (REPORT.txt with the seed, the cycle's sync mode, loss and the
+//! configurations of the killed run and of the recovery as text, the commands that
+//! replay them, `db.before-recovery`, the recovered `db`, the stress and check output
+//! of the cycle), and exits non-zero. On success it prints one summary line and
+//! removes its directory unless `--keep`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -59,7 +76,10 @@ use std::time::{Duration, Instant};
 
 use crate::{cargo, root};
 
+mod plan;
 mod replication;
+
+use plan::{Loss, LossChoice, Plan, Roster};
 
 /// A violation found by the checks, one line each.
 #[derive(Default)]
@@ -106,11 +126,29 @@ enum Recovered {
 struct Config {
     cycles: u64,
     budget: Option<Duration>,
-    lose_unsynced: bool,
+    loss: LossChoice,
+    random_options: bool,
     keep: bool,
     sync: String,
     threads: u32,
     seed: u64,
+}
+
+impl Config {
+    /// The run's mode, for messages and the work directory's name.
+    fn mode_name(&self) -> String {
+        let loss = match self.loss {
+            LossChoice::Fixed(Loss::Nothing) => "real-fs",
+            LossChoice::Fixed(Loss::Unsynced) => "lose-unsynced",
+            LossChoice::Fixed(Loss::UnsyncedPages(_)) => "lose-unsynced-pages",
+            LossChoice::Random => "random-loss",
+        };
+        if self.random_options {
+            format!("random-options-{loss}")
+        } else {
+            loss.to_string()
+        }
+    }
 }
 
 /// splitmix64.
@@ -146,12 +184,14 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut c = Config {
         cycles: 100,
         budget: None,
-        lose_unsynced: false,
+        loss: LossChoice::Fixed(Loss::Nothing),
+        random_options: false,
         keep: false,
         sync: "mix".into(),
         threads: 2,
         seed: time_seed(),
     };
+    let (mut cycles_given, mut loss_given) = (false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -160,9 +200,23 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 .ok_or_else(|| format!("{name} needs a value"))
         };
         match a.as_str() {
-            "--cycles" => c.cycles = num(value(a)?)?,
-            "--seconds" => c.budget = Some(Duration::from_secs(num(value(a)?)?)),
-            "--lose-unsynced" => c.lose_unsynced = true,
+            "--cycles" => {
+                c.cycles = num(value(a)?)?;
+                cycles_given = true;
+            }
+            "--seconds" | "--secs" => c.budget = Some(Duration::from_secs(num(value(a)?)?)),
+            "--random-options" => c.random_options = true,
+            "--lose-unsynced" | "--lose-unsynced-pages" => {
+                if loss_given {
+                    return Err("--lose-unsynced and --lose-unsynced-pages: one at most".into());
+                }
+                loss_given = true;
+                c.loss = LossChoice::Fixed(if a == "--lose-unsynced" {
+                    Loss::Unsynced
+                } else {
+                    Loss::UnsyncedPages(0)
+                });
+            }
             "--keep" => c.keep = true,
             "--seed" => c.seed = num(value(a)?)?,
             "--threads" => {
@@ -176,6 +230,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             }
             other => return Err(format!("unknown crash argument {other:?}")),
         }
+    }
+    if c.budget.is_some() && !cycles_given {
+        c.cycles = u64::MAX;
+    }
+    if c.random_options && !loss_given {
+        c.loss = LossChoice::Random;
     }
     Ok(c)
 }
@@ -278,6 +338,10 @@ struct Harness {
     kills_during_open: u64,
     inflight_present: u64,
     inflight_absent: u64,
+    /// Cycles per loss: nothing, all unsynced, random pages.
+    losses: [u64; 3],
+    /// The configurations of the opens (stress runs and recoveries).
+    roster: Roster,
     tally: Tally,
 }
 
@@ -288,40 +352,56 @@ struct StressRun {
     exited_by_itself: bool,
     /// The database did not open within 60 s.
     open_hung: bool,
-    mode: String,
+    plan: Plan,
+    /// The configuration the run printed in its `S` line (`config=`), if it got there.
+    config: Option<String>,
+}
+
+/// The engine configuration arguments of `kv stress`: drawn from `seed`, else `--tiny`.
+fn config_args(cmd: &mut Command, seed: Option<u64>) {
+    match seed {
+        Some(s) => cmd.args(["--config-seed", &s.to_string()]),
+        None => cmd.arg("--tiny"),
+    };
+}
+
+/// The `config=` field of a `kv stress` `S` line.
+fn config_of(log: &[String]) -> Option<String> {
+    log.iter()
+        .find(|l| l.starts_with("S "))
+        .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("config=")))
+        .map(str::to_string)
 }
 
 impl Harness {
-    fn stress_cmd(&self, cycle: u64, mode: &str) -> Command {
+    fn stress_cmd(&self, cycle: u64, plan: &Plan) -> Command {
         let mut cmd = Command::new(&self.kv);
         cmd.arg("--db")
             .arg(&self.db)
-            .args(["stress", "--tiny", "--sync", mode, "--seconds", "60"])
+            .args(["stress", "--sync", &plan.sync, "--seconds", "60"])
             .args(["--threads", &self.cfg.threads.to_string()])
             .args(["--run", &cycle.to_string()])
             .args([
                 "--seed",
                 &(self.cfg.seed ^ cycle.wrapping_mul(0x9e37)).to_string(),
-            ]);
-        if self.cfg.lose_unsynced {
-            cmd.arg("--lose-unsynced");
-        }
+            ])
+            .args(plan.loss.args());
+        config_args(&mut cmd, plan.config_seed);
         cmd
     }
 
     fn run_stress(&mut self, cycle: u64) -> Result<StressRun, String> {
-        let mode = match self.cfg.sync.as_str() {
-            "mix" => ["always", "batch", "never"]
-                .get(self.rng.below(3) as usize)
-                .copied()
-                .unwrap_or("always")
-                .to_string(),
-            m => m.to_string(),
-        };
+        let plan = Plan::draw(
+            self.cfg.seed,
+            cycle,
+            &self.cfg.sync,
+            self.cfg.loss,
+            self.cfg.random_options,
+        );
         // A fifth of the kills land in open/recovery: a quarter aim at it, and some of
         // those come too late (the open was quicker than the ones before).
         let during_open = self.rng.below(4) == 0;
-        let mut cmd = self.stress_cmd(cycle, &mode);
+        let mut cmd = self.stress_cmd(cycle, &plan);
         let stderr_path = self.work.join("stress.stderr");
         let stderr_file =
             std::fs::File::create(&stderr_path).map_err(|e| format!("stress.stderr: {e}"))?;
@@ -386,12 +466,14 @@ impl Harness {
         let _ = child.wait();
         let raw = reader.join().map_err(|_| "log reader panicked")?;
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let log = lines(&raw);
         Ok(StressRun {
-            log: lines(&raw),
+            config: config_of(&log),
+            log,
             stderr,
             exited_by_itself,
             open_hung,
-            mode,
+            plan,
         })
     }
 
@@ -425,22 +507,53 @@ impl Harness {
         let log_path = evidence.join("stress.log");
         let _ = std::fs::write(&log_path, run.log.join("\n") + "\n");
         let _ = std::fs::write(evidence.join("check.out"), check_out);
-        let report = format!(
-            "kv crash test FAILED at cycle {cycle}: {what}\nseed {} (same kill schedule and op streams; timing differs: cargo xtask crash --seed {}{}{} --cycles {cycle}), sync mode of the cycle: {}, threads {}\n\n{}\n\nevidence in {}:\n  db.before-recovery/  the directory as the kill left it\n  db/                  after the failing recovery\n  stress.log           the cycle's begin/ack log\n  stress.stderr        the stress run's stderr\n  check.out            what recovery found\n",
+        let plan = &run.plan;
+        let rerun = format!(
+            "cargo xtask crash --seed {}{}{}{} --threads {} --cycles {cycle}",
             self.cfg.seed,
-            self.cfg.seed,
-            if self.cfg.lose_unsynced {
-                " --lose-unsynced"
+            if self.cfg.random_options {
+                " --random-options"
             } else {
                 ""
+            },
+            match self.cfg.loss {
+                LossChoice::Fixed(Loss::Unsynced) => " --lose-unsynced",
+                LossChoice::Fixed(Loss::UnsyncedPages(_)) => " --lose-unsynced-pages",
+                _ => "",
             },
             if self.cfg.sync == "mix" {
                 String::new()
             } else {
                 format!(" --sync {}", self.cfg.sync)
             },
-            run.mode,
             self.cfg.threads,
+        );
+        let quote = |c: &Option<String>| {
+            c.as_ref()
+                .map_or("(not reached)".to_string(), |c| format!("'{c}'"))
+        };
+        let check_config = config_of(&lines(check_out.as_bytes()));
+        let report = format!(
+            "kv crash test FAILED at cycle {cycle}: {what}\n\
+             seed {} (the same plans, kill schedule and op streams; timing differs): {rerun}\n\
+             the cycle: sync {}, {}, threads {}\n\
+             \x20 killed run's configuration: {}{}\n\
+             \x20 recovery's configuration:   {}{}\n\
+             \x20 recover the crashed state again: kv --db {}/db.before-recovery stress --check --config {}\n\
+             \n{}\n\n\
+             evidence in {}:\n  db.before-recovery/  the directory as the kill left it\n  db/                  after the failing recovery\n  stress.log           the cycle's begin/ack log\n  stress.stderr        the stress run's stderr\n  check.out            what recovery found\n",
+            self.cfg.seed,
+            plan.sync,
+            plan.loss,
+            self.cfg.threads,
+            quote(&run.config),
+            plan.config_seed
+                .map_or(String::new(), |s| format!(" (--config-seed {s})")),
+            quote(&check_config),
+            plan.check_config_seed
+                .map_or(String::new(), |s| format!(" (--config-seed {s})")),
+            evidence.display(),
+            quote(&check_config),
             self.tally.messages.join("\n"),
             evidence.display()
         );
@@ -488,10 +601,8 @@ impl Harness {
             }
         }
         let mut check = Command::new(&self.kv);
-        check
-            .arg("--db")
-            .arg(&self.db)
-            .args(["stress", "--check", "--tiny"]);
+        check.arg("--db").arg(&self.db).args(["stress", "--check"]);
+        config_args(&mut check, run.plan.check_config_seed);
         let (ok, out, err) = run_with_timeout(check, Duration::from_secs(60))?;
         let check_out = String::from_utf8_lossy(&out).into_owned();
         if !ok {
@@ -502,6 +613,20 @@ impl Harness {
         let found_open = self.verify(cycle, &run, &check_out)?;
         if !found_open {
             self.kills_during_open += 1;
+        }
+        let slot = match run.plan.loss {
+            Loss::Nothing => 0,
+            Loss::Unsynced => 1,
+            Loss::UnsyncedPages(_) => 2,
+        };
+        if let Some(n) = self.losses.get_mut(slot) {
+            *n += 1;
+        }
+        for c in [run.config.clone(), config_of(&lines(check_out.as_bytes()))]
+            .into_iter()
+            .flatten()
+        {
+            self.roster.add(&c);
         }
         if self.tally.total() > 0 {
             return self.fail(
@@ -593,7 +718,8 @@ impl Harness {
             .filter_map(|o| o.ack.map(|a| a.0))
             .max()
             .unwrap_or(0);
-        let bar = if self.cfg.lose_unsynced {
+        let power_cut = run.plan.loss.power_cut();
+        let bar = if power_cut {
             ops.values()
                 .filter_map(|o| o.ack.filter(|a| a.1).map(|a| a.0))
                 .max()
@@ -605,7 +731,7 @@ impl Harness {
             self.tally.seq_regressions += 1;
             self.tally.note(format!(
                 "seq regression: recovered last sequence {seq} is below {bar}, acknowledged {}",
-                if self.cfg.lose_unsynced {
+                if power_cut {
                     "by a synced write"
                 } else {
                     "before the kill"
@@ -825,12 +951,23 @@ impl Harness {
                 .unwrap_or(0)
         };
         let t = &self.tally;
+        let ro = &self.roster;
         println!(
-            "crash ({}): cycles={cycles} kills_during_open={} acked_ops={} in_flight(present/absent)={}/{} lost={} garbage={} resurrected={} torn_batches={} holes={} seq_regressions={} recovery_ms p50={} p99={} max={} wall={:.0}s seed={}",
-            if self.cfg.lose_unsynced {
-                "lose-unsynced"
+            "crash ({}): cycles={cycles} losses(none/unsynced/pages)={}/{}/{}{} kills_during_open={} acked_ops={} in_flight(present/absent)={}/{} lost={} garbage={} resurrected={} torn_batches={} holes={} seq_regressions={} recovery_ms p50={} p99={} max={} wall={:.0}s seed={}",
+            self.cfg.mode_name(),
+            self.losses[0],
+            self.losses[1],
+            self.losses[2],
+            if self.cfg.random_options {
+                format!(
+                    " configs(distinct; opens leveled/dynamic/tiered)={}; {}/{}/{}",
+                    ro.distinct.len(),
+                    ro.leveled,
+                    ro.dynamic,
+                    ro.tiered
+                )
             } else {
-                "real fs"
+                String::new()
             },
             self.kills_during_open,
             self.acked,
@@ -886,28 +1023,35 @@ pub(crate) fn crash(args: &[String]) -> Result<bool, String> {
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         return replication::run(args, &kv, &work);
     };
-    let work = target_dir().join("xtask-crash").join(format!(
-        "{}-seed-{}",
-        if cfg.lose_unsynced {
-            "lose-unsynced"
-        } else {
-            "real-fs"
-        },
-        cfg.seed
-    ));
+    let work =
+        target_dir()
+            .join("xtask-crash")
+            .join(format!("{}-seed-{}", cfg.mode_name(), cfg.seed));
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     }
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     println!(
-        "crash test: {} cycles{}, {}, sync {}, seed {}, in {}",
-        cfg.cycles,
+        "crash test: {}{}, {}{}, sync {}, seed {}, in {}",
+        if cfg.cycles == u64::MAX {
+            "cycles".to_string()
+        } else {
+            format!("{} cycles", cfg.cycles)
+        },
         cfg.budget
             .map_or(String::new(), |b| format!(" (at most {}s)", b.as_secs())),
-        if cfg.lose_unsynced {
-            "unsynced data lost at each kill"
+        match cfg.loss {
+            LossChoice::Fixed(Loss::Nothing) => "real file system",
+            LossChoice::Fixed(Loss::Unsynced) => "unsynced data lost at each kill",
+            LossChoice::Fixed(Loss::UnsyncedPages(_)) =>
+                "a random subset of the unsynced pages lost at each kill",
+            LossChoice::Random =>
+                "each kill losing nothing, unsynced data or random unsynced pages",
+        },
+        if cfg.random_options {
+            ", engine options drawn per open"
         } else {
-            "real file system"
+            ""
         },
         cfg.sync,
         cfg.seed,
@@ -930,6 +1074,8 @@ pub(crate) fn crash(args: &[String]) -> Result<bool, String> {
         kills_during_open: 0,
         inflight_present: 0,
         inflight_absent: 0,
+        losses: [0; 3],
+        roster: Roster::default(),
         tally: Tally::default(),
     };
     let ok = h.run()?;
@@ -950,7 +1096,12 @@ mod tests {
             cfg: Config {
                 cycles: 1,
                 budget: None,
-                lose_unsynced,
+                loss: LossChoice::Fixed(if lose_unsynced {
+                    Loss::Unsynced
+                } else {
+                    Loss::Nothing
+                }),
+                random_options: false,
                 keep: false,
                 sync: "mix".into(),
                 threads: 1,
@@ -969,17 +1120,25 @@ mod tests {
             kills_during_open: 0,
             inflight_present: 0,
             inflight_absent: 0,
+            losses: [0; 3],
+            roster: Roster::default(),
             tally: Tally::default(),
         }
     }
 
-    fn stress(log: &str) -> StressRun {
+    fn stress(log: &str, lose: bool) -> StressRun {
         StressRun {
             log: lines(log.as_bytes()),
             stderr: String::new(),
             exited_by_itself: false,
             open_hung: false,
-            mode: "never".into(),
+            plan: Plan {
+                sync: "never".into(),
+                loss: if lose { Loss::Unsynced } else { Loss::Nothing },
+                config_seed: None,
+                check_config_seed: None,
+            },
+            config: None,
         }
     }
 
@@ -989,7 +1148,7 @@ mod tests {
 
     fn outcome(lose: bool, check: &str) -> (u64, u64, u64, u64, u64, u64) {
         let mut h = harness(lose);
-        h.verify(1, &stress(LOG), check).unwrap();
+        h.verify(1, &stress(LOG, lose), check).unwrap();
         let t = &h.tally;
         (
             t.lost,
@@ -1044,7 +1203,7 @@ mod tests {
         // Op 3 applied to a but not to d (d still holds its old value).
         h.verify(
             1,
-            &stress(LOG),
+            &stress(LOG, false),
             "SEQ 5\nK a 1 0 3\nK b 1 0 2\nK c 1 0 2\nK d 0 0 7\n",
         )
         .unwrap();
@@ -1054,7 +1213,8 @@ mod tests {
         h.model.insert("d".into(), Some((0, 0, 7)));
         h.begun.insert((0, 0), 7);
         let log = "O 5 0\nB 0 1 del -d\nA 0 1 1 1\n";
-        h.verify(1, &stress(log), "SEQ 1\nK d 0 0 7\n").unwrap();
+        h.verify(1, &stress(log, false), "SEQ 1\nK d 0 0 7\n")
+            .unwrap();
         assert_eq!(h.tally.resurrected, 1);
     }
 }

@@ -9,9 +9,12 @@
 //!   every target (or just T) for S seconds each (default 60), from its committed seed
 //!   corpus. `--smoke` means every target for a few seconds (see `fuzz.rs`); it is part
 //!   of `ci` when the nightly toolchain is installed.
-//! - `cargo xtask crash [--cycles N] [--seconds S] [--lose-unsynced] [--keep]`: the
-//!   black-box crash test (see `crash.rs`): SIGKILLs `kv stress` at random moments,
-//!   recovers, and checks that no acknowledged write was lost and nothing else appeared.
+//! - `cargo xtask crash [--cycles N] [--seconds|--secs S] [--random-options]
+//!   [--lose-unsynced | --lose-unsynced-pages] [--seed N] [--keep]`: the black-box
+//!   crash test (see `crash.rs`): SIGKILLs `kv stress` at random moments, recovers,
+//!   and checks that no acknowledged write was lost and nothing else appeared;
+//!   `--random-options` draws the engine's configuration per open (and what a kill
+//!   loses per cycle) from the seed.
 //!   `crash --replication [--cycles N] [--lose-unsynced]` SIGKILLs a `kv follow` replica
 //!   of a `kv serve` primary instead (see `crash/replication.rs`).
 //! - `cargo xtask bench [ARGS..]`: kv's end-to-end benchmark (`kv bench ARGS`); with
@@ -40,7 +43,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--replication] [--cycles N] [--seconds S] [--lose-unsynced] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny]>"
+                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--replication] [--cycles N] [--seconds S] [--random-options] [--lose-unsynced | --lose-unsynced-pages] [--seed N] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny]>"
             );
             return ExitCode::from(2);
         }
@@ -221,19 +224,24 @@ fn ci(args: &[String]) -> Result<bool, String> {
     // Every fuzz target briefly, when the nightly toolchain is there.
     fuzz::ci_step(&mut steps)?;
 
-    // The crash smoke: 100 kill/recover/check cycles on the real file system, then 100
-    // with unsynced data lost at each kill (`cargo xtask crash --cycles 1000` for more).
-    for mode in [&[][..], &["--lose-unsynced"][..]] {
+    // The crash smoke: 60 kill/recover/check cycles on the real file system, then 60
+    // with unsynced data lost at each kill (`cargo xtask crash --cycles 1000` for more),
+    // then a minute of cycles with the engine's options, and what a kill loses, drawn
+    // at random per open (a new seed each time, printed; `cargo xtask crash
+    // --random-options --secs N` for long campaigns).
+    for (name, mode) in [
+        ("crash (real fs)", &["--cycles", "60"][..]),
+        (
+            "crash (lose unsynced)",
+            &["--cycles", "60", "--lose-unsynced"][..],
+        ),
+        (
+            "crash (random options)",
+            &["--random-options", "--seconds", "60"][..],
+        ),
+    ] {
         let mut crash = Command::new(self_exe()?);
-        crash
-            .current_dir(root())
-            .args(["crash", "--cycles", "100"])
-            .args(mode);
-        let name = if mode.is_empty() {
-            "crash (real fs)"
-        } else {
-            "crash (lose unsynced)"
-        };
+        crash.current_dir(root()).arg("crash").args(mode);
         run_step(&mut steps, name, crash);
     }
     // The replica under SIGKILL: 20 kills losing unsynced data, each checked to be the

@@ -37,6 +37,7 @@ pub struct Options {
     pub(crate) create_if_missing: bool,
     pub(crate) error_if_exists: bool,
     pub(crate) use_mmap: bool,
+    pub(crate) wal_preallocate: bool,
     pub(crate) manifest_max_size: u64,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     pub(crate) compaction_style: CompactionStyle,
@@ -72,6 +73,7 @@ impl Default for Options {
             create_if_missing: true,
             error_if_exists: false,
             use_mmap: true,
+            wal_preallocate: true,
             manifest_max_size: 4 << 20,
             fs: None,
             compaction_style: CompactionStyle::default(),
@@ -225,6 +227,13 @@ impl Options {
     /// file system; a custom [`Fs`] always reads through it.
     pub fn use_mmap(mut self, on: bool) -> Self {
         self.use_mmap = on;
+        self
+    }
+
+    /// Preallocate each WAL segment to its target size (default true; falls back
+    /// silently where the file system cannot). Off, segments grow as they are written.
+    pub fn wal_preallocate(mut self, on: bool) -> Self {
+        self.wal_preallocate = on;
         self
     }
 
@@ -511,6 +520,8 @@ impl DbBuilder {
         error_if_exists(on: bool);
         /// See [`Options::use_mmap`].
         use_mmap(on: bool);
+        /// See [`Options::wal_preallocate`].
+        wal_preallocate(on: bool);
         /// See [`Options::manifest_max_size`].
         manifest_max_size(bytes: u64);
         /// See [`Options::fs`].

@@ -116,6 +116,7 @@ impl Db {
             .fs(fs.clone())
             .sync_policy(options.sync_policy)
             .segment_size(options.wal_segment_size)
+            .preallocate(options.wal_preallocate)
             .limits(options.wal_limits())
             .initial_seq(state.last_seq + 1)
             .lock_dir(false)

@@ -173,3 +173,27 @@ fn sequence_numbers_continue_across_reopens() {
         assert_eq!(last, 50 * (round + 1));
     }
 }
+
+#[test]
+fn wal_segments_are_preallocated_unless_turned_off() {
+    let wal_bytes = |prealloc: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            dir.path(),
+            small().wal_segment_size(1 << 20).wal_preallocate(prealloc),
+        )
+        .unwrap();
+        db.put("k", "v").unwrap();
+        let total: u64 = std::fs::read_dir(dir.path().join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        drop(db);
+        total
+    };
+    // fallocate may be unsupported (then nothing is preallocated either way).
+    let on = wal_bytes(true);
+    assert!(on == 1 << 20 || on < 64 << 10, "preallocated: {on} bytes");
+    let off = wal_bytes(false);
+    assert!(off < 64 << 10, "not preallocated: {off} bytes");
+}

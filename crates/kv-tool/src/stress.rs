@@ -5,7 +5,7 @@
 //! line is either wholly in the pipe or not at all when the process is killed:
 //!
 //! ```text
-//! S run=R seed=N threads=T keys=K sync=MODE tiny=BOOL lose_unsynced=BOOL
+//! S run=R seed=N threads=T keys=K sync=MODE tiny=BOOL lose_unsynced=BOOL writeback=P config=C
 //! O OPEN_MS LAST_SEQ                      the database is open (recovery done)
 //! B TID OPNO put +KEY                     begin: a put (or overwrite) of KEY
 //! B TID OPNO del -KEY                     begin: a delete of KEY
@@ -31,10 +31,18 @@
 //! `--sync`: `always` syncs every write (SyncPolicy::Always); `batch` syncs only the
 //! batches (each makes every earlier write durable too); `never` syncs nothing.
 //! `--lose-unsynced` runs the engine on [`kv_wal::UnsyncedFs`], so a kill loses what a
-//! power cut would.
+//! power cut would: everything unsynced, or with `--random-writeback P` a random subset
+//! of the unsynced pages (each page a write touches is written back at once with
+//! probability P%, seeded by `--seed` and `--run`).
+//!
+//! The engine's configuration: `--tiny`, or one drawn from a seed (`--config-seed N`,
+//! what `cargo xtask crash --random-options` passes), or given as text (`--config`,
+//! to replay one); see `stress/config.rs`. The `S` line shows it as text (`C` is
+//! `default` without any of the three).
 //!
 //! `--check` (for the harness) opens the database on the real file system, which runs
-//! recovery, and prints `O OPEN_MS LAST_SEQ`, `SEQ LAST_SEQ`, then per live key
+//! recovery (with the configuration given to it, which may differ from the killed
+//! run's), and prints `S config=C`, `O OPEN_MS LAST_SEQ`, `SEQ LAST_SEQ`, then per live key
 //! `K KEY RUN TID OPNO` for a valid value or `G KEY REASON` for garbage, then `END N`;
 //! it exits without closing the database, leaving it as a crash would.
 
@@ -45,11 +53,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use kv_engine::{
-    CompactionStyle, Db, LeveledOptions, Options, SyncPolicy, WriteBatch, WriteOptions,
-};
+use kv_engine::{Db, Options, SyncPolicy, WriteBatch, WriteOptions};
 
 use crate::error::{CliError, CliResult};
+
+mod config;
+
+use config::StressConfig;
 
 /// When `kv stress` syncs its writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,6 +91,18 @@ pub(crate) struct StressArgs {
     /// in memory, so a kill loses what a power cut would.
     #[arg(long)]
     pub lose_unsynced: bool,
+    /// With `--lose-unsynced`: each page an unsynced write touches is written back at
+    /// once with this probability (percent), so a kill keeps a random subset of the
+    /// unsynced pages instead of none.
+    #[arg(long, requires = "lose_unsynced", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub random_writeback: Option<u8>,
+    /// The engine configuration as text (see `stress/config.rs`); keys left out keep
+    /// the `--tiny` values.
+    #[arg(long, conflicts_with = "config_seed")]
+    pub config: Option<String>,
+    /// An engine configuration drawn at random from this seed.
+    #[arg(long)]
+    pub config_seed: Option<u64>,
     /// Seed of the operation stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -227,26 +249,32 @@ fn check_value(key: &[u8], value: &[u8]) -> Result<ValueId, String> {
     Ok(id)
 }
 
-fn options(args: &StressArgs) -> Options {
-    let opts = Options::default().sync_policy(match args.sync {
-        SyncMode::Always => SyncPolicy::Always,
-        SyncMode::Batch | SyncMode::Never => SyncPolicy::Never,
-    });
-    if args.tiny {
-        opts.memtable_size(64 << 10)
-            .block_size(1024)
-            .target_table_size(256 << 10)
-            .wal_segment_size(64 << 10)
-            .manifest_max_size(16 << 10)
-            .block_cache_bytes(256 << 10)
-            .compaction_style(CompactionStyle::Leveled(LeveledOptions {
-                level0_trigger: 2,
-                base_level_bytes: 1 << 20,
-                ..LeveledOptions::default()
-            }))
-    } else {
-        opts.memtable_size(4 << 20).wal_segment_size(8 << 20)
-    }
+/// The engine options of a run, and the configuration's text (`default` when none of
+/// `--config-seed`, `--config` and `--tiny` was given).
+fn options(args: &StressArgs) -> Result<(Options, String), CliError> {
+    let always = args.sync == SyncMode::Always;
+    let config = match (&args.config, args.config_seed) {
+        (_, Some(seed)) => Some(StressConfig::draw(seed)),
+        (Some(text), None) => Some(
+            text.parse::<StressConfig>()
+                .map_err(|e| CliError::usage(format!("--config: {e}")))?,
+        ),
+        (None, None) => args.tiny.then(StressConfig::tiny),
+    };
+    Ok(match config {
+        Some(c) => (c.options(always), c.to_string()),
+        None => (
+            Options::default()
+                .sync_policy(if always {
+                    SyncPolicy::Always
+                } else {
+                    SyncPolicy::Never
+                })
+                .memtable_size(4 << 20)
+                .wal_segment_size(8 << 20),
+            "default".into(),
+        ),
+    })
 }
 
 /// Runs `kv stress` on `dir`.
@@ -259,13 +287,28 @@ pub(crate) fn run(dir: &Path, args: &StressArgs) -> CliResult {
     if args.check {
         return check(dir, args);
     }
+    let (mut opts, config) = options(args)?;
     emit(&format!(
-        "S run={} seed={} threads={} keys={} sync={:?} tiny={} lose_unsynced={}",
-        args.run, args.seed, args.threads, args.keys, args.sync, args.tiny, args.lose_unsynced
+        "S run={} seed={} threads={} keys={} sync={:?} tiny={} lose_unsynced={} writeback={} config={config}",
+        args.run,
+        args.seed,
+        args.threads,
+        args.keys,
+        args.sync,
+        args.tiny,
+        args.lose_unsynced,
+        args.random_writeback
+            .map_or("none".into(), |p| format!("{p}%")),
     ));
-    let mut opts = options(args);
     if args.lose_unsynced {
-        opts = opts.fs(Arc::new(kv_wal::UnsyncedFs::new()));
+        let fs = match args.random_writeback {
+            Some(p) => kv_wal::UnsyncedFs::with_random_writeback(
+                fnv1a(&[&args.seed.to_le_bytes(), &args.run.to_le_bytes(), b"fs"]),
+                p,
+            ),
+            None => kv_wal::UnsyncedFs::new(),
+        };
+        opts = opts.fs(Arc::new(fs));
     }
     let start = Instant::now();
     let db = Db::open(dir, opts)?;
@@ -418,8 +461,10 @@ fn read_check(
 fn check(dir: &Path, args: &StressArgs) -> CliResult {
     // No CURRENT check here: a kill before the database was first created leaves no
     // database, which opens empty; anything else without CURRENT the engine refuses.
+    let (opts, config) = options(args)?;
+    emit(&format!("S config={config}"));
     let start = Instant::now();
-    let db = Db::open(dir, options(args))?;
+    let db = Db::open(dir, opts)?;
     let seq = db.last_seq().get();
     emit(&format!("O {} {seq}", start.elapsed().as_millis()));
     emit(&format!("SEQ {seq}"));
@@ -476,13 +521,16 @@ mod tests {
             tiny: true,
             sync: SyncMode::Batch,
             lose_unsynced: true,
+            random_writeback: Some(30),
+            config: None,
+            config_seed: Some(11),
             seed: 5,
             keys: 50,
             run: 1,
             check: false,
         };
         run(dir.path(), &args).unwrap();
-        let db = Db::open(dir.path(), options(&args)).unwrap();
+        let db = Db::open(dir.path(), options(&args).unwrap().0).unwrap();
         let mut live = 0;
         for item in db.iter() {
             let (k, v) = item.unwrap();

@@ -40,11 +40,21 @@ const STAGING_PREFIX: &str = ".unsynced-staging-";
 ///   existing file (same as `O_TRUNC`: the truncation is file data, durable at the
 ///   file's next sync).
 ///
+/// With [`with_random_writeback`](UnsyncedFs::with_random_writeback) it also simulates
+/// the operating system writing dirty pages back on its own, in any order (the random
+/// data loss of RocksDB's fault-injection file system): each 4 KiB page an unsynced
+/// write touches is written to the real file at once with a given probability (as it
+/// then reads, so later unsynced writes to it may be lost while earlier ones survive),
+/// and each logged entry change commits every pending one with that probability (a
+/// journal commit). A kill then loses a seeded random subset of the unsynced pages,
+/// not everything unsynced: an unsynced log can keep a later page and lose an earlier
+/// one. Pages of a file whose entry is not durable are never written back (the file
+/// vanishes at a power cut anyway).
+///
 /// What it does not simulate:
-/// - Torn writes (part of an unsynced write surviving) and reordered or partial
-///   persistence of unsynced data: everything unsynced is lost, nothing more. Use
-///   [`FaultFs`](crate::FaultFs) with [`CrashMode::TornPrefix`](crate::CrashMode) for
-///   that.
+/// - Torn pages (part of a page surviving): a page is written back whole or not at
+///   all. Use [`FaultFs`](crate::FaultFs) with
+///   [`CrashMode::TornPrefix`](crate::CrashMode) for torn writes.
 /// - Directory creation: [`create_dir_all`](Fs::create_dir_all) is real and immediate,
 ///   and so is the lock file [`lock`](Fs::lock) creates.
 /// - The host's own power loss: a sync writes to the real file but does not `fsync` it
@@ -84,6 +94,29 @@ const STAGING_PREFIX: &str = ".unsynced-staging-";
 #[derive(Clone, Default)]
 pub struct UnsyncedFs {
     state: Arc<Mutex<State>>,
+}
+
+/// The size of a page written back by [`UnsyncedFs::with_random_writeback`].
+const PAGE: u64 = 4096;
+
+/// The random write-back of [`UnsyncedFs::with_random_writeback`].
+#[derive(Debug)]
+struct Writeback {
+    /// splitmix64 state.
+    rng: u64,
+    /// Chance, in percent, of each write-back decision.
+    percent: u64,
+}
+
+impl Writeback {
+    /// One decision: true with probability `percent`%.
+    fn roll(&mut self) -> bool {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % 100 < self.percent
+    }
 }
 
 impl fmt::Debug for UnsyncedFs {
@@ -258,11 +291,27 @@ impl Inode {
         Ok(n)
     }
 
+    /// Writes the page at `start` to the real file as this process sees it (the
+    /// operating system's write-back of a dirty page); nothing if the file has no
+    /// durable entry yet.
+    fn write_back(&self, start: u64) -> io::Result<()> {
+        let Some(f) = &self.file else {
+            return Ok(());
+        };
+        if start >= self.len {
+            return Ok(());
+        }
+        let mut page = vec![0u8; offset_to_usize((self.len - start).min(PAGE))?];
+        let n = self.read_at(start, &mut page)?;
+        f.write_all_at(page.get(..n).unwrap_or_default(), start)
+    }
+
     /// Makes the pending changes durable.
     fn sync(&mut self) -> io::Result<()> {
         match &self.file {
             Some(f) => {
-                let mut disk_len = self.base_len;
+                // Early write-back may have grown the real file past the durable length.
+                let mut disk_len = f.metadata()?.len().max(self.base_len);
                 if self.valid_base < disk_len {
                     f.set_len(self.valid_base)?;
                     disk_len = self.valid_base;
@@ -301,6 +350,8 @@ struct State {
     dirs: HashMap<PathBuf, BTreeMap<String, u64>>,
     /// Entry changes not yet durable, in order.
     pending: Vec<EntryOp>,
+    /// Random early write-back, if on.
+    writeback: Option<Writeback>,
 }
 
 fn split(path: &Path) -> io::Result<(PathBuf, String)> {
@@ -393,6 +444,39 @@ impl State {
         }
     }
 
+    /// Logs an entry change; under random write-back, with its probability every
+    /// pending change is committed at once (the file system's journal committing by
+    /// itself).
+    fn log(&mut self, op: EntryOp) -> io::Result<()> {
+        self.pending.push(op);
+        if self.writeback.as_mut().is_some_and(Writeback::roll) {
+            self.commit_through(self.pending.len() - 1)?;
+        }
+        Ok(())
+    }
+
+    /// Replays the pending entry changes up to and including index `last`, in order.
+    fn commit_through(&mut self, last: usize) -> io::Result<()> {
+        let mut ops: std::collections::VecDeque<EntryOp> = self.pending.drain(..=last).collect();
+        let mut created = Vec::new();
+        while let Some(op) = ops.pop_front() {
+            if let Err(e) = self.replay(&op) {
+                // What was not replayed stays pending, in order.
+                ops.push_front(op);
+                ops.extend(std::mem::take(&mut self.pending));
+                self.pending = ops.into();
+                return Err(e);
+            }
+            if let EntryOp::Create { inode, .. } = op {
+                created.push(inode);
+            }
+        }
+        for id in created {
+            self.collect(id);
+        }
+        Ok(())
+    }
+
     /// Applies one logged entry change to the real file system.
     fn replay(&mut self, op: &EntryOp) -> io::Result<()> {
         match op {
@@ -427,6 +511,35 @@ impl UnsyncedFs {
     /// A view of the real file system with nothing pending.
     pub fn new() -> Self {
         UnsyncedFs::default()
+    }
+
+    /// Like [`new`](Self::new), but the operating system's write-back is simulated
+    /// too: each 4 KiB page an unsynced write touches is written to the real file at
+    /// once with probability `percent`% (capped at 100), and each logged entry change
+    /// commits all pending ones with that probability, so a kill loses a random subset
+    /// of the unsynced pages (not only a suffix). The decisions come from `seed`.
+    ///
+    /// ```
+    /// use kv_wal::{Fs, OsFs, UnsyncedFs};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("log");
+    /// let fs = UnsyncedFs::with_random_writeback(7, 100); // every page written back
+    /// let mut f = fs.create(&path)?;
+    /// f.sync_data()?;
+    /// fs.sync_dir(dir.path())?;
+    /// f.append(b"never synced")?;
+    /// drop((f, fs)); // a kill
+    /// assert_eq!(kv_wal::read_all(&OsFs, &path)?, b"never synced");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_random_writeback(seed: u64, percent: u8) -> Self {
+        let fs = UnsyncedFs::default();
+        fs.lock_state().writeback = Some(Writeback {
+            rng: seed,
+            percent: u64::from(percent.min(100)),
+        });
+        fs
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -519,10 +632,29 @@ impl FileSyncer for UnsyncedSyncer {
 
 impl WritableFile for UnsyncedWritable {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.handle.with(|i| {
-            i.write(offset, data);
-            Ok(())
-        })
+        let h = &self.handle;
+        let mut guard = h.fs.lock_state();
+        let s = &mut *guard;
+        let inode = s.inodes.get_mut(&h.inode).ok_or_else(|| {
+            io::Error::other(format!(
+                "unsynced file system: {} vanished",
+                h.path.display()
+            ))
+        })?;
+        inode.write(offset, data);
+        if let Some(wb) = &mut s.writeback
+            && !data.is_empty()
+        {
+            let end = offset + data.len() as u64;
+            let mut page = offset / PAGE * PAGE;
+            while page < end {
+                if wb.roll() {
+                    inode.write_back(page)?;
+                }
+                page += PAGE;
+            }
+        }
+        Ok(())
     }
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let pos = self.pos;
@@ -589,10 +721,10 @@ impl Fs for UnsyncedFs {
             None => {
                 let id = s.add_inode(Inode::default());
                 s.dir(&dir)?.insert(name, id);
-                s.pending.push(EntryOp::Create {
+                s.log(EntryOp::Create {
                     path: path.to_path_buf(),
                     inode: id,
-                });
+                })?;
                 id
             }
         };
@@ -634,10 +766,10 @@ impl Fs for UnsyncedFs {
             .remove(&from_name)
             .ok_or_else(|| not_found(from))?;
         let replaced = s.dir(&to_dir)?.insert(to_name, id);
-        s.pending.push(EntryOp::Rename {
+        s.log(EntryOp::Rename {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
-        });
+        })?;
         if let Some(old) = replaced {
             s.collect(old);
         }
@@ -648,9 +780,9 @@ impl Fs for UnsyncedFs {
         let mut s = self.lock_state();
         let (dir, name) = split(path)?;
         let id = s.dir(&dir)?.remove(&name).ok_or_else(|| not_found(path))?;
-        s.pending.push(EntryOp::Remove {
+        s.log(EntryOp::Remove {
             path: path.to_path_buf(),
-        });
+        })?;
         s.collect(id);
         Ok(())
     }
@@ -676,29 +808,11 @@ impl Fs for UnsyncedFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let mut guard = self.lock_state();
-        let s = &mut *guard;
+        let mut s = self.lock_state();
         let Some(last) = s.pending.iter().rposition(|op| op.touches(dir)) else {
             return Ok(());
         };
-        let mut ops: std::collections::VecDeque<EntryOp> = s.pending.drain(..=last).collect();
-        let mut created = Vec::new();
-        while let Some(op) = ops.pop_front() {
-            if let Err(e) = s.replay(&op) {
-                // What was not replayed stays pending, in order.
-                ops.push_front(op);
-                ops.extend(std::mem::take(&mut s.pending));
-                s.pending = ops.into();
-                return Err(e);
-            }
-            if let EntryOp::Create { inode, .. } = op {
-                created.push(inode);
-            }
-        }
-        for id in created {
-            s.collect(id);
-        }
-        Ok(())
+        s.commit_through(last)
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
@@ -891,6 +1005,111 @@ mod tests {
         let l = fs.lock(&d.join("LOCK")).unwrap();
         assert_eq!(fs.list_dir(d).unwrap(), vec!["LOCK"]);
         drop(l);
+    }
+
+    /// Writes `pages` pages (page `p` filled with byte `p + 1`) to a file whose entry
+    /// and empty start are durable, then "kills" the file system; returns the disk.
+    fn write_pages_and_kill(fs: UnsyncedFs, d: &Path, pages: u8) -> Vec<u8> {
+        let path = d.join("log");
+        let mut f = fs.create(&path).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(d).unwrap();
+        for p in 0..pages {
+            // Two writes per page, as a log appends.
+            f.append(&[p + 1; PAGE as usize / 2]).unwrap();
+            f.append(&[p + 1; PAGE as usize / 2]).unwrap();
+        }
+        drop((f, fs));
+        read_all(&OsFs, &path).unwrap()
+    }
+
+    #[test]
+    fn random_writeback_keeps_a_random_subset_of_unsynced_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = write_pages_and_kill(UnsyncedFs::with_random_writeback(3, 30), dir.path(), 64);
+        // Each page on disk is as it was at some moment: none, one or both of its
+        // halves, then zeros (never written back, but a later page was).
+        let kept: Vec<bool> = disk
+            .chunks(PAGE as usize)
+            .enumerate()
+            .map(|(p, page)| {
+                let own = page.iter().take_while(|b| **b == p as u8 + 1).count();
+                assert!(
+                    [0, PAGE as usize / 2, PAGE as usize].contains(&own),
+                    "page {p} holds {own} of its bytes"
+                );
+                let rest = page.get(own..).unwrap();
+                assert!(rest.iter().all(|b| *b == 0), "page {p} holds other bytes");
+                own > 0
+            })
+            .collect();
+        let (first_lost, last_kept) = (
+            kept.iter().position(|k| !k).unwrap(),
+            kept.iter().rposition(|k| *k).unwrap(),
+        );
+        assert!(
+            first_lost < last_kept,
+            "not a suffix: page {first_lost} lost, page {last_kept} kept"
+        );
+        assert!(kept.iter().filter(|k| **k).count() > 4);
+        // The same seed, the same loss; without write-back, everything unsynced goes.
+        let again = tempfile::tempdir().unwrap();
+        let disk2 =
+            write_pages_and_kill(UnsyncedFs::with_random_writeback(3, 30), again.path(), 64);
+        assert_eq!(disk, disk2);
+        let none = tempfile::tempdir().unwrap();
+        assert!(write_pages_and_kill(UnsyncedFs::new(), none.path(), 64).is_empty());
+        let all = tempfile::tempdir().unwrap();
+        let disk = write_pages_and_kill(UnsyncedFs::with_random_writeback(1, 100), all.path(), 8);
+        assert_eq!(disk.len(), 8 * PAGE as usize);
+        assert!(
+            disk.chunks(PAGE as usize)
+                .enumerate()
+                .all(|(p, c)| c.iter().all(|b| *b == p as u8 + 1))
+        );
+    }
+
+    #[test]
+    fn a_sync_after_writeback_and_truncation_leaves_what_the_process_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let fs = UnsyncedFs::with_random_writeback(9, 100);
+        let mut f = fs.create(&path).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(dir.path()).unwrap();
+        f.append(&[7; 3 * PAGE as usize]).unwrap(); // written back: the real file grows
+        assert_eq!(OsFs.file_size(&path).unwrap(), 3 * PAGE);
+        f.set_len(10).unwrap();
+        f.set_len(2 * PAGE).unwrap(); // zeros past 10, in this process's view
+        f.sync_data().unwrap();
+        let mut want = vec![7u8; 10];
+        want.resize(2 * PAGE as usize, 0);
+        assert_eq!(read_all(&OsFs, &path).unwrap(), want);
+        drop((f, fs));
+        assert_eq!(read_all(&OsFs, &path).unwrap(), want);
+    }
+
+    #[test]
+    fn random_writeback_commits_entry_changes_like_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // 0%: no journal commit and no page write-back, whatever the seed.
+        let fs = UnsyncedFs::with_random_writeback(5, 0);
+        let mut f = fs.create(&d.join("new")).unwrap();
+        f.append(&[1; 3 * PAGE as usize]).unwrap();
+        drop((f, fs));
+        assert!(names(d).is_empty());
+        // 100%: the entry is committed at once (the journal), so the pages follow.
+        let fs = UnsyncedFs::with_random_writeback(5, 100);
+        let mut f = fs.create(&d.join("new")).unwrap();
+        f.append(&[1; 3 * PAGE as usize]).unwrap();
+        fs.rename(&d.join("new"), &d.join("renamed")).unwrap();
+        drop((f, fs));
+        assert_eq!(names(d), vec!["renamed"]);
+        assert_eq!(
+            read_all(&OsFs, &d.join("renamed")).unwrap(),
+            vec![1; 3 * PAGE as usize]
+        );
     }
 
     #[test]
