@@ -20,6 +20,8 @@
 //! - `cargo xtask bench [ARGS..]`: kv's end-to-end benchmark (`kv bench ARGS`); with
 //!   `--vs fjall,rocksdb [--workloads W,..] [--runs N] [--tiny]`, kv side by side with
 //!   its peers, each engine in its own process, with ratios (see `bench.rs`).
+//! - `cargo xtask stress [--secs N]`: the engine's concurrency stress suite in release
+//!   for N seconds in all (default 600; `cargo test` runs it for a few seconds).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -33,6 +35,7 @@ use std::time::Instant;
 mod bench;
 mod crash;
 mod fuzz;
+mod stress;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,9 +44,10 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::fuzz(args.get(1..).unwrap_or_default()),
         Some("crash") => crash::crash(args.get(1..).unwrap_or_default()),
         Some("bench") => bench::bench(args.get(1..).unwrap_or_default()),
+        Some("stress") => stress::stress(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--replication] [--cycles N] [--seconds S] [--random-options] [--lose-unsynced | --lose-unsynced-pages] [--seed N] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny]>"
+                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--replication] [--cycles N] [--seconds S] [--random-options] [--lose-unsynced | --lose-unsynced-pages] [--seed N] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny] | stress [--secs N]>"
             );
             return ExitCode::from(2);
         }
