@@ -443,58 +443,79 @@ impl SegmentReader {
         Ok(false)
     }
 
-    /// The sync marker, starting at or after `from` and below the limit, that claims
-    /// the most (a valid checksum and a well-formed claim; found at any byte position,
-    /// as damage can shift what follows it). `None` in a version 1 segment. Recovery
-    /// asks this at damage: a marker after it saying the damaged bytes were synced
-    /// proves the damage is not a lost unsynced write.
+    /// The sync marker after the damage at `from` that claims the most (a valid
+    /// checksum and a well-formed claim), or `None` (always in a version 1 segment).
+    /// Recovery asks this at damage: a marker after it saying the damaged bytes were
+    /// synced proves the damage is not a lost unsynced write.
+    ///
+    /// Only real fragments count: the chain of fragments is walked from the start of
+    /// every block after the damaged one (a block always begins with a fragment
+    /// header), and in the damaged block past the damaged fragment when its header
+    /// still reads as one (a known type, a length that fits). Bytes inside a payload
+    /// are never read as a marker, so a stored value that looks like one (a user's
+    /// bytes, an archived WAL segment) proves nothing.
     pub(crate) fn synced_after(&mut self, from: u64) -> Result<Option<SyncMarker>> {
         if self.version < 2 {
             return Ok(None);
         }
-        let marker = FRAGMENT_HEADER_LEN + SYNC_MARKER_LEN;
-        let [l0, l1] = (SYNC_MARKER_LEN as u16).to_le_bytes();
         let mut best: Option<SyncMarker> = None;
-        let mut block_start = from - from % BS;
-        let mut buf = Vec::new();
-        while block_start < self.limit {
-            let block_end = (block_start + BS).min(self.limit);
-            buf.resize((block_end - block_start) as usize, 0);
-            self.file
-                .read_exact_at(block_start, &mut buf)
-                .map_err(|e| Error::io(&self.path, e))?;
-            let mut p = from.saturating_sub(block_start) as usize;
-            // Cheap filter first: the next position whose type byte is a marker's.
-            while let Some(skip) = buf
-                .get(p + FRAGMENT_HEADER_LEN - 1..)
-                .and_then(|rest| rest.iter().position(|t| *t == SYNC_MARKER_TYPE))
-            {
-                p += skip;
-                let Some(frag) = buf.get(p..p + marker) else {
-                    break;
-                };
-                p += 1;
-                let (head, payload) = frag.split_at(FRAGMENT_HEADER_LEN);
-                if head.get(4..) != Some(&[l0, l1, SYNC_MARKER_TYPE][..]) {
-                    continue;
-                }
-                let at = block_start + (p - 1) as u64;
-                let crc = head
-                    .get(..4)
-                    .and_then(|c| c.try_into().ok())
-                    .map(u32::from_le_bytes);
-                if crc != Some(fragment_crc(SYNC_MARKER_TYPE, self.number, payload)) {
-                    continue;
-                }
-                if let Some(synced_to) = marker_claim(payload, at)
-                    && best.is_none_or(|b| synced_to > b.synced_to)
-                {
-                    best = Some(SyncMarker { at, synced_to });
-                }
-            }
-            block_start += BS;
+        let damaged_block = from - from % BS;
+        if let Some(next) = self.past_damaged_fragment(from)? {
+            self.walk_block(next, &mut best)?;
+        }
+        let mut block = damaged_block + BS;
+        while block < self.limit {
+            self.walk_block(block, &mut best)?;
+            block += BS;
         }
         Ok(best)
+    }
+
+    /// Where the fragment after the damaged one at `at` starts, if its header still
+    /// reads as a fragment header (a known, non-zero type and a length that fits the
+    /// block).
+    fn past_damaged_fragment(&mut self, at: u64) -> Result<Option<u64>> {
+        let block_end = (at - at % BS + BS).min(self.limit);
+        if at + HDR > block_end {
+            return Ok(None);
+        }
+        let Some(h) = self.bytes(at, HDR)? else {
+            return Ok(None);
+        };
+        let Ok(h) = <[u8; FRAGMENT_HEADER_LEN]>::try_from(h) else {
+            return Ok(None);
+        };
+        let h = FragmentHeader::decode(h);
+        let known = FragmentType::from_u8(h.ty).is_some() || h.ty == SYNC_MARKER_TYPE;
+        let next = at + HDR + u64::from(h.len);
+        Ok((known && next <= block_end).then_some(next))
+    }
+
+    /// Walks the fragments of one block from `p` (a fragment boundary) while they are
+    /// valid, keeping the sync marker that claims the most.
+    fn walk_block(&mut self, mut p: u64, best: &mut Option<SyncMarker>) -> Result<()> {
+        let block_end = (p - p % BS + BS).min(self.limit);
+        while p + HDR <= block_end {
+            if !self.valid_fragment_at(p)? {
+                return Ok(());
+            }
+            let Some(h) = self.bytes(p, HDR)? else {
+                return Ok(());
+            };
+            let Ok(h) = <[u8; FRAGMENT_HEADER_LEN]>::try_from(h) else {
+                return Ok(());
+            };
+            let h = FragmentHeader::decode(h);
+            if h.ty == SYNC_MARKER_TYPE
+                && let Some(payload) = self.bytes(p + HDR, u64::from(h.len))?
+                && let Some(synced_to) = marker_claim(payload, p)
+                && best.is_none_or(|b| synced_to > b.synced_to)
+            {
+                *best = Some(SyncMarker { at: p, synced_to });
+            }
+            p += HDR + u64::from(h.len);
+        }
+        Ok(())
     }
 
     fn valid_fragment_at(&mut self, p: u64) -> Result<bool> {

@@ -83,21 +83,24 @@ fn a_lost_unsynced_page_before_a_kept_one_stops_point_in_time_recovery() {
 }
 
 /// A sync marker written after the damaged bytes says they were synced: no power loss
-/// loses synced bytes, so this is corruption, and an error names file and offset.
+/// loses synced bytes, so this is corruption, and an error names file and offset. The
+/// marker lies in a later block: recovery walks the fragments from every block start
+/// after the damage (a zeroed page leaves nothing to walk in its own block).
 #[test]
 fn damage_before_a_sync_marker_that_covers_it_is_an_error() {
     let (fs, opts) = fault_opts(5);
     let wal = Wal::open(dir(), opts.clone()).unwrap();
-    for i in 0..200 {
+    for i in 0..1000 {
         wal.append_with(&batch(i, 1, 20), AppendOptions::no_sync())
             .unwrap();
     }
     wal.sync().unwrap();
-    // The marker goes in ahead of the next batch.
-    wal.append_with(&batch(500, 1, 20), AppendOptions::no_sync())
+    // The marker goes in ahead of the next batch, past the first 32 KiB block.
+    wal.append_with(&batch(5000, 1, 20), AppendOptions::no_sync())
         .unwrap();
     drop(wal);
     let seg = segments(&fs)[0].clone();
+    assert!(fs.raw_contents(&seg).unwrap().len() > 32768 + 64);
     let damaged = record_at(&opts, 4096);
     zero(&fs, &seg, 4096..8192);
     let e = Wal::open(dir(), opts.clone().recovery_mode(PIT)).unwrap_err();
@@ -109,7 +112,61 @@ fn damage_before_a_sync_marker_that_covers_it_is_an_error() {
     );
     assert!(msg.contains("sync marker"), "{msg}");
     // Nothing was cut: the segment is as it was.
-    assert!(fs.raw_contents(&seg).unwrap().len() > 8192);
+    assert!(fs.raw_contents(&seg).unwrap().len() > 32768);
+}
+
+/// Damage inside a fragment whose header survived (a flipped payload byte): the walk
+/// goes on past it in the same block and finds the marker there.
+#[test]
+fn a_damaged_payload_before_a_marker_in_the_same_block_is_an_error() {
+    let (fs, opts) = fault_opts(7);
+    let wal = Wal::open(dir(), opts.clone()).unwrap();
+    for i in 0..200 {
+        wal.append_with(&batch(i, 1, 20), AppendOptions::no_sync())
+            .unwrap();
+    }
+    wal.sync().unwrap();
+    wal.append_with(&batch(500, 1, 20), AppendOptions::no_sync())
+        .unwrap();
+    drop(wal);
+    let seg = segments(&fs)[0].clone();
+    let damaged = record_at(&opts, 4096);
+    let mut bytes = fs.raw_contents(&seg).unwrap();
+    bytes[damaged as usize + 10] ^= 0x40; // inside the payload, header intact
+    fs.set_raw_contents(&seg, bytes).unwrap();
+    let e = Wal::open(dir(), opts.clone().recovery_mode(PIT)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Corruption { .. }), "{msg}");
+    assert!(msg.contains(&format!("offset {damaged}")), "{msg}");
+    assert!(msg.contains("sync marker"), "{msg}");
+}
+
+/// What the log cannot prove: a zeroed page whose only evidence of a sync is a marker
+/// later in the same 32 KiB block. Nothing is walkable between the zeros and the
+/// marker (bytes are only read as a marker where the fragment chain says a fragment
+/// starts, so that a stored value cannot pass for one), so recovery stops at the damage
+/// and reports what it dropped.
+#[test]
+fn a_marker_unreachable_in_the_damaged_block_proves_nothing() {
+    let (fs, opts) = fault_opts(8);
+    let wal = Wal::open(dir(), opts.clone()).unwrap();
+    for i in 0..200 {
+        wal.append_with(&batch(i, 1, 20), AppendOptions::no_sync())
+            .unwrap();
+    }
+    wal.sync().unwrap();
+    wal.append_with(&batch(500, 1, 20), AppendOptions::no_sync())
+        .unwrap();
+    drop(wal);
+    let seg = segments(&fs)[0].clone();
+    let damaged = record_at(&opts, 4096);
+    zero(&fs, &seg, 4096..8192);
+    let (_, report) = Wal::open_with_report(dir(), opts.recovery_mode(PIT)).unwrap();
+    let stop = report.damage.last().unwrap();
+    assert_eq!(
+        (stop.outcome, stop.offset),
+        (DamageOutcome::Stopped, damaged)
+    );
 }
 
 /// Damage in a segment followed by another: the writer syncs a segment in full before

@@ -1,4 +1,4 @@
-//! Audit: point-in-time recovery looks for sync markers "at any byte position" after
+//! Regression (found by an audit): point-in-time recovery looked for sync markers "at any byte position" after
 //! the damage (`SegmentReader::synced_after`), so the bytes of a user's *value* that
 //! happen to form a well-checksummed marker are taken as proof that the damaged bytes
 //! were synced. A log that was never fsynced, whose unsynced page was lost in a power
@@ -47,7 +47,10 @@ fn a_value_that_looks_like_a_sync_marker_makes_a_power_cut_log_unopenable() {
     drop(wal);
     let seg = segments(&fs)[0].clone();
     let clean = read_all(&dir(), &opts, RecoveryMode::AbsoluteConsistency).unwrap();
-    assert!(clean.last().unwrap().offset > 8192, "the value lies past the claim");
+    assert!(
+        clean.last().unwrap().offset > 8192,
+        "the value lies past the claim"
+    );
     let damaged = clean.iter().find(|b| b.end > 4096).unwrap().offset;
 
     // A power cut loses the unsynced page 4096..8192 and keeps the later one.

@@ -1,7 +1,7 @@
-//! Audit: a user value whose bytes form a well-checksummed WAL sync marker makes a
+//! Regression (found by an audit): a user value whose bytes form a well-checksummed WAL sync marker makes a
 //! database unopenable after an ordinary power loss. Point-in-time recovery
-//! (`kv_wal::SegmentReader::synced_after`) scans for markers at any byte position after
-//! the damage, including inside record payloads, and takes the forged one as proof that
+//! (`kv_wal::SegmentReader::synced_after`) scanned for markers at any byte position after
+//! the damage, including inside record payloads, and took the forged one as proof that
 //! the lost, never-synced page had been synced.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
@@ -57,7 +57,11 @@ fn a_stored_value_forging_a_sync_marker_makes_the_database_unopenable_after_a_po
         v.pop().unwrap()
     };
     for i in 0..400 {
-        put(&db, &format!("k{i:03}"), format!("value of k{i:03}").as_bytes());
+        put(
+            &db,
+            &format!("k{i:03}"),
+            format!("value of k{i:03}").as_bytes(),
+        );
     }
     // An application stores bytes it got from elsewhere.
     put(&db, "blob", &forged_marker(seg.0, 8192));
@@ -75,7 +79,8 @@ fn a_stored_value_forging_a_sync_marker_makes_the_database_unopenable_after_a_po
 
     // Without the blob this opens at the last write before the hole
     // (wal_power_loss::a_lost_unsynced_wal_page_before_a_kept_one_is_the_end_of_the_log).
-    let db = Db::open(dir, options(&fs))
-        .unwrap_or_else(|e| panic!("a power cut of never-synced writes must not make the database unopenable: {e}"));
+    let db = Db::open(dir, options(&fs)).unwrap_or_else(|e| {
+        panic!("a power cut of never-synced writes must not make the database unopenable: {e}")
+    });
     assert!(db.get("k000").unwrap().is_some());
 }
