@@ -41,8 +41,9 @@ struct Pending {
     inserted: u64,
     /// Synced batches inserted but not yet durable, in sequence order: (first, last).
     synced: VecDeque<(u64, u64)>,
-    /// A synced batch's fsync failed: nothing at or after it is ever published.
-    failed: bool,
+    /// The first sequence number of a synced batch whose fsync failed: nothing at or
+    /// after it is ever published (what is below it still is, once durable).
+    failed_at: Option<u64>,
     /// Writers sleeping in [`Publisher::wait_visible`].
     waiters: usize,
 }
@@ -77,7 +78,7 @@ impl Publisher {
         p.inserted = last;
         if synced {
             p.synced.push_back((first, last));
-        } else if p.synced.is_empty() && !p.failed {
+        } else if p.synced.is_empty() && p.failed_at.is_none() {
             self.visible.store(last, Ordering::Release);
         }
     }
@@ -88,11 +89,13 @@ impl Publisher {
     /// rotation.
     pub(crate) fn durable(&self, durable: u64) {
         let mut p = lock(&self.state);
-        if p.failed {
-            return;
-        }
+        let below = p.failed_at.unwrap_or(u64::MAX);
         let mut moved = false;
-        while p.synced.front().is_some_and(|&(_, last)| last <= durable) {
+        while p
+            .synced
+            .front()
+            .is_some_and(|&(_, last)| last <= durable && last < below)
+        {
             p.synced.pop_front();
             moved = true;
         }
@@ -102,7 +105,8 @@ impl Publisher {
         let to = match p.synced.front() {
             Some(&(first, _)) => first.saturating_sub(1),
             None => p.inserted,
-        };
+        }
+        .min(below.saturating_sub(1));
         if to > self.visible.load(Ordering::Relaxed) {
             self.visible.store(to, Ordering::Release);
         }
@@ -111,11 +115,13 @@ impl Publisher {
         }
     }
 
-    /// A synced batch's fsync failed: it and everything numbered after it stay
-    /// invisible; writers waiting for visibility are told.
-    pub(crate) fn fail(&self) {
+    /// The fsync of the synced batch starting at `first` failed: it and everything
+    /// numbered after it stay invisible; writers waiting for visibility are told.
+    /// Batches before it are still published once durable (another writer's fsync
+    /// may have covered them just before this one failed).
+    pub(crate) fn fail(&self, first: u64) {
         let mut p = lock(&self.state);
-        p.failed = true;
+        p.failed_at = Some(p.failed_at.map_or(first, |f| f.min(first)));
         if p.waiters > 0 {
             self.cv.notify_all();
         }
@@ -123,12 +129,12 @@ impl Publisher {
 
     /// Whether a synced batch's fsync failed.
     pub(crate) fn has_failed(&self) -> bool {
-        lock(&self.state).failed
+        lock(&self.state).failed_at.is_some()
     }
 
     /// Waits until `seq` is visible (an unsynced write behind a synced one waiting for
-    /// its fsync). Fails if a synced write's fsync failed first: `seq` then never
-    /// becomes visible.
+    /// its fsync). Fails if the fsync of a synced write numbered at or before `seq`
+    /// failed: `seq` then never becomes visible.
     pub(crate) fn wait_visible(&self, seq: u64) -> Result<(), PublishFailed> {
         if self.visible() >= seq {
             return Ok(());
@@ -138,7 +144,7 @@ impl Publisher {
             if self.visible() >= seq {
                 return Ok(());
             }
-            if p.failed {
+            if p.failed_at.is_some_and(|f| f <= seq) {
                 return Err(PublishFailed);
             }
             p.waiters += 1;
@@ -195,11 +201,25 @@ mod tests {
             std::thread::spawn(move || p.wait_visible(3))
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
-        p.fail();
+        p.fail(2);
         assert_eq!(waiter.join().unwrap(), Err(PublishFailed));
         p.durable(3); // a later fsync (of data the log may still hold) changes nothing
         assert_eq!(p.visible(), 1);
         assert!(p.has_failed());
+    }
+
+    #[test]
+    fn a_durable_batch_before_a_failed_one_is_still_published() {
+        let p = Publisher::new(0);
+        p.inserted(1, 1, true); // A: its fsync returns...
+        p.inserted(2, 2, false);
+        p.inserted(3, 3, true); // B: ...but B's fails before A publishes
+        p.inserted(4, 4, false);
+        p.fail(3);
+        assert_eq!(p.wait_visible(4), Err(PublishFailed));
+        p.durable(3); // A publishes what its fsync covered, short of B
+        assert_eq!(p.visible(), 2);
+        assert_eq!(p.wait_visible(2), Ok(()));
     }
 
     #[test]

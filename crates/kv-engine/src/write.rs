@@ -85,7 +85,7 @@ impl Inner {
         drop(commit);
         if want_sync {
             if let Err(e) = self.wal.sync_up_to(last) {
-                self.publisher.fail();
+                self.publisher.fail(seqs.first);
                 return Err(e.into());
             }
             self.publisher.durable(self.wal.durable_seq());
