@@ -21,7 +21,9 @@
 //! checked (levels below 0 are sorted runs of non-overlapping tables).
 //!
 //! Deterministic: a fixed seed unless `PROPTEST_RNG_SEED` is set; `PROPTEST_CASES` runs
-//! more cases (`PROPTEST_CASES=1000 cargo test --release -p kv-engine --test model`).
+//! more cases (`PROPTEST_CASES=1000 cargo test --release -p kv-engine --test model`);
+//! `KV_MODEL_STYLE=leveled|leveled-static|leveled-dynamic|tiered` keeps to one
+//! compaction style family.
 //! A failing case prints its configurations and operations.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
@@ -97,7 +99,8 @@ impl Config {
 }
 
 fn leveled() -> impl Strategy<Value = CompactionStyle> {
-    (1usize..6, 2u64..=10, 4096u64..=65536, any::<bool>()).prop_map(
+    let base = prop_oneof![3 => 4096u64..8192, 1 => 8192u64..=65536];
+    (1usize..6, 2u64..=10, base, any::<bool>()).prop_map(
         |(level0_trigger, size_ratio, base_level_bytes, dynamic_level_bytes)| {
             CompactionStyle::Leveled(LeveledOptions {
                 level0_trigger,
@@ -139,13 +142,41 @@ fn sync_policy() -> impl Strategy<Value = SyncPolicy> {
     ]
 }
 
+/// The compaction styles drawn: all of them, or only one family if `KV_MODEL_STYLE` is
+/// `leveled` (static and dynamic), `leveled-static`, `leveled-dynamic` or `tiered` (to
+/// check one strategy alone).
+fn style() -> BoxedStrategy<CompactionStyle> {
+    let only = std::env::var("KV_MODEL_STYLE").unwrap_or_default();
+    let dynamic = |on: bool| {
+        leveled().prop_map(move |s| match s {
+            CompactionStyle::Leveled(l) => CompactionStyle::Leveled(LeveledOptions {
+                dynamic_level_bytes: on,
+                ..l
+            }),
+            other => other,
+        })
+    };
+    match only.as_str() {
+        "" => prop_oneof![2 => leveled(), 1 => tiered()].boxed(),
+        "leveled" => leveled().boxed(),
+        "leveled-static" => dynamic(false).boxed(),
+        "leveled-dynamic" => dynamic(true).boxed(),
+        "tiered" => tiered().boxed(),
+        other => {
+            panic!(
+                "KV_MODEL_STYLE={other:?}: expected leveled, leveled-static, leveled-dynamic or tiered"
+            )
+        }
+    }
+}
+
 fn config() -> impl Strategy<Value = Config> {
-    let style = prop_oneof![2 => leveled(), 1 => tiered()];
+    let style = style();
     let sizes = (
         prop_oneof![3 => 1024usize..4096, 1 => 4096usize..=32768],
         1usize..=4,
         prop_oneof![3 => 64usize..512, 1 => 512usize..=8192],
-        4096u64..=65536,
+        prop_oneof![3 => 4096u64..8192, 1 => 8192u64..=65536],
         (64u64 << 10)..=(256 << 10),
         512u64..=65536,
     );
@@ -380,7 +411,7 @@ fn op() -> impl Strategy<Value = Op> {
         30 => (key(), value()).prop_map(|(k, v)| Op::Put(k, v)),
         8 => key().prop_map(Op::Delete),
         5 => prop::collection::vec((key(), prop::option::of(value())), 1..8).prop_map(Op::Batch),
-        2 => (0u16..400, 1u16..120, 0u16..300, any::<u8>(), any::<bool>())
+        4 => (0u16..400, 1u16..120, 0u16..300, any::<u8>(), any::<bool>())
             .prop_map(|(start, count, len, seed, batch)| Op::Fill { start, count, len, seed, batch }),
         1 => (0u16..400, 1u16..120).prop_map(|(start, count)| Op::Erase { start, count }),
         10 => key().prop_map(Op::Get),
