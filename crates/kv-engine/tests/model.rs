@@ -607,21 +607,44 @@ fn verify_closed(dir: &Path) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A value as a failure shows it: its `v<tag>` (or fill) prefix and its length.
+fn show(v: Option<&[u8]>) -> String {
+    match v {
+        None => "nothing".into(),
+        Some(v) => {
+            let head: Vec<u8> = v
+                .iter()
+                .take_while(|&&b| b != b':')
+                .take(8)
+                .copied()
+                .collect();
+            format!("{}..({} bytes)", head.escape_ascii(), v.len())
+        }
+    }
+}
+
+/// Checks a point read against the model.
+fn same_value(
+    got: Option<Vec<u8>>,
+    want: Option<&Vec<u8>>,
+    what: &str,
+) -> Result<(), TestCaseError> {
+    prop_assert!(
+        got.as_ref() == want,
+        "{}: got {}, model {}",
+        what,
+        show(got.as_deref()),
+        show(want.map(|v| v.as_slice()))
+    );
+    Ok(())
+}
+
 /// Compares scan results; a mismatch lists the keys that differ, values shown by their
 /// `v<tag>:` (or fill) prefix and length.
 fn same_rows(got: &Rows, want: &Rows, what: &str) -> Result<(), TestCaseError> {
     if got == want {
         return Ok(());
     }
-    let show = |v: &[u8]| {
-        let head = v
-            .iter()
-            .take_while(|&&b| b != b':')
-            .take(8)
-            .copied()
-            .collect::<Vec<u8>>();
-        format!("{}..({} bytes)", head.escape_ascii(), v.len())
-    };
     let g: BTreeMap<&Vec<u8>, &Vec<u8>> = got.iter().map(|(k, v)| (k, v)).collect();
     let w: BTreeMap<&Vec<u8>, &Vec<u8>> = want.iter().map(|(k, v)| (k, v)).collect();
     let mut diff = Vec::new();
@@ -631,8 +654,8 @@ fn same_rows(got: &Rows, want: &Rows, what: &str) -> Result<(), TestCaseError> {
             (a, b) => diff.push(format!(
                 "  key \"{}\": got {}, model {}",
                 k.escape_ascii(),
-                a.map_or("nothing".into(), |v| show(v)),
-                b.map_or("nothing".into(), |v| show(v)),
+                show(a.map(|v| v.as_slice())),
+                show(b.map(|v| v.as_slice())),
             )),
         }
     }
@@ -724,7 +747,7 @@ fn run_segment(d: &Db, dir: &Path, ops: &[Op], st: &mut State) -> Result<(), Tes
             }
             Op::Get(k) => {
                 let got = d.get(&k.0).unwrap().map(|v| v.to_vec());
-                prop_assert!(got == st.model.get(&k.0).cloned(), "get {:?}", k);
+                same_value(got, st.model.get(&k.0), &format!("get {k:?}"))?;
             }
             Op::Scan(s, rev) => {
                 let got = match &s {
@@ -746,7 +769,7 @@ fn run_segment(d: &Db, dir: &Path, ops: &[Op], st: &mut State) -> Result<(), Tes
             }
             Op::SnapshotGet(i, k) if !views.is_empty() => {
                 let (v, m) = &views[i % views.len()];
-                prop_assert!(v.get(&k.0) == m.get(&k.0).cloned(), "snapshot get {:?}", k);
+                same_value(v.get(&k.0), m.get(&k.0), &format!("snapshot get {k:?}"))?;
             }
             Op::SnapshotScan(i, s, rev) if !views.is_empty() => {
                 let (v, m) = &views[i % views.len()];
@@ -764,7 +787,7 @@ fn run_segment(d: &Db, dir: &Path, ops: &[Op], st: &mut State) -> Result<(), Tes
                 let n = txns.len();
                 let t = &mut txns[i % n];
                 let got = t.txn.get(&k.0).unwrap().map(|v| v.to_vec());
-                prop_assert!(got == t.view().get(&k.0).cloned(), "txn get {:?}", k);
+                same_value(got, t.view().get(&k.0), &format!("txn get {k:?}"))?;
                 if !t.writes.contains_key(&k.0) {
                     t.read_keys.insert(k.0);
                 }
