@@ -3,7 +3,11 @@
 //! cuts, also during recovery) on a database with tiny memtables, blocks and tables
 //! over the in-memory `FaultFs`, with injected I/O faults (the k-th write, sync, create,
 //! rename... fails with EIO or ENOSPC; the power goes out after k more operations),
-//! checked against a `BTreeMap` model.
+//! checked against a `BTreeMap` model. The options come from the input too (as the
+//! model test's do): compaction style and its knobs (leveled static or dynamic, tiered),
+//! memtable, block, table and cache sizes, per-level compression, bloom bits, sync
+//! policy, flush and compaction threads, level-0 back-pressure, manifest size; a reopen
+//! may switch to new ones.
 //!
 //! The rules:
 //! - Without an armed fault, every call succeeds and every read equals the model.
@@ -23,7 +27,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use kv_engine::{CompactionStyle, Db, LeveledOptions, Options, WriteBatch, WriteOptions};
+use kv_engine::{
+    CompactionStyle, Compression, Db, LeveledOptions, MAX_LEVELS, Options, SyncPolicy,
+    TieredOptions, WriteBatch, WriteOptions,
+};
 use kv_wal::{CrashMode, Fault, FaultFs, FsOp};
 use libfuzzer_sys::fuzz_target;
 
@@ -95,7 +102,10 @@ enum Op {
         lo: B,
         hi: B,
     },
-    Reopen,
+    /// A clean reopen, with new options if given.
+    Reopen {
+        config: Option<Config>,
+    },
     /// The `nth` next operation of a kind fails (and every later one if `sticky`).
     Fault {
         op: FaultOp,
@@ -115,10 +125,120 @@ enum Op {
     },
 }
 
+/// Raw option choices; [`Config::options`] maps every value to a valid setting.
+#[derive(Arbitrary, Debug, Clone)]
+struct Config {
+    /// Leveled if true, else tiered.
+    leveled: bool,
+    /// Leveled: dynamic level sizes.
+    dynamic: bool,
+    /// Leveled: level-0 trigger; tiered: min_runs.
+    trigger: u8,
+    /// Leveled: size ratio; tiered: max_runs above min_runs.
+    ratio: u8,
+    /// Leveled: base level size in KiB (from 4); tiered: size ratio percent.
+    base: u8,
+    /// Tiered: space amplification percent.
+    space_amp: u8,
+    memtable_kib: u8,
+    max_immutable: u8,
+    block_size: u16,
+    table_kib: u8,
+    /// Per level: none, snappy or zstd.
+    codecs: [u8; MAX_LEVELS],
+    bloom_bits: u8,
+    cache: u8,
+    /// Never, always, or every so many bytes (no interval: its thread would make
+    /// injected faults land at random points).
+    sync: u8,
+    compaction_threads: u8,
+    flush_threads: u8,
+    /// Level-0 stop above the trigger (or the tiered run limit), slowdown below stop.
+    stop_extra: u8,
+    slowdown_back: u8,
+    manifest_kib: u8,
+}
+
+impl Config {
+    fn style(&self) -> CompactionStyle {
+        if self.leveled {
+            CompactionStyle::Leveled(LeveledOptions {
+                level0_trigger: 1 + usize::from(self.trigger % 6),
+                size_ratio: 2 + u64::from(self.ratio % 9),
+                base_level_bytes: (4 + u64::from(self.base % 61)) << 10,
+                dynamic_level_bytes: self.dynamic,
+            })
+        } else {
+            let min_runs = 2 + usize::from(self.trigger % 5);
+            CompactionStyle::Tiered(TieredOptions {
+                min_runs,
+                size_ratio_percent: u64::from(self.base % 101),
+                max_space_amplification_percent: 50 + u64::from(self.space_amp) * 2,
+                max_runs: min_runs + usize::from(self.ratio % 8),
+            })
+        }
+    }
+
+    fn sync_policy(&self) -> SyncPolicy {
+        match self.sync % 8 {
+            0 => SyncPolicy::Always,
+            1 => SyncPolicy::EveryBytes(1 + u64::from(self.sync) * 256),
+            _ => SyncPolicy::Never,
+        }
+    }
+
+    fn options(&self, fs: &FaultFs) -> Options {
+        let style = self.style();
+        let floor = match style {
+            CompactionStyle::Leveled(l) => l.level0_trigger,
+            CompactionStyle::Tiered(t) => t.max_runs,
+        };
+        let stop = floor + 1 + usize::from(self.stop_extra % 8);
+        let slowdown = stop
+            .saturating_sub(usize::from(self.slowdown_back % 8))
+            .max(1);
+        let cache = match self.cache % 6 {
+            0 => 0,
+            1 => 1,
+            2 => 100,
+            3 => 4096,
+            4 => 64 << 10,
+            _ => 8 << 20,
+        };
+        let mut o = Options::default()
+            .fs(Arc::new(fs.clone()))
+            .compaction_style(style)
+            .memtable_size((1 + usize::from(self.memtable_kib % 16)) << 10)
+            .max_immutable_memtables(1 + usize::from(self.max_immutable % 3))
+            .block_size(64 + usize::from(self.block_size % 4033))
+            .target_table_size((4 + u64::from(self.table_kib % 61)) << 10)
+            .bloom_bits_per_key(u32::from(self.bloom_bits % 17))
+            .block_cache_bytes(cache)
+            .sync_policy(self.sync_policy())
+            .wal_segment_size(64 << 10)
+            .manifest_max_size(512 + (u64::from(self.manifest_kib) << 8))
+            .compaction_threads(usize::from(self.compaction_threads % 3))
+            .flush_threads(1 + usize::from(self.flush_threads % 3))
+            .level0_backpressure(slowdown, stop);
+        for (level, c) in self.codecs.iter().enumerate() {
+            let codec = match c % 4 {
+                0 => Compression::None,
+                1 => Compression::Snappy,
+                2 => Compression::Zstd(1),
+                _ => Compression::Zstd(-1),
+            };
+            o = o.compression(level, codec);
+        }
+        if let Err(e) = o.validate() {
+            panic!("the drawn options are invalid ({e}): {self:?}");
+        }
+        o
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input {
-    leveled: bool,
-    background_compaction: bool,
+    config: Config,
     ops: Vec<Op>,
 }
 
@@ -159,29 +279,6 @@ fn apply(model: &mut Model, w: &Write) {
     }
 }
 
-fn options(fs: &FaultFs, input: &Input) -> Options {
-    let style = if input.leveled {
-        CompactionStyle::Leveled(LeveledOptions {
-            level0_trigger: 2,
-            size_ratio: 2,
-            base_level_bytes: 4096,
-            dynamic_level_bytes: false,
-        })
-    } else {
-        CompactionStyle::default()
-    };
-    Options::default()
-        .fs(Arc::new(fs.clone()))
-        .memtable_size(1024)
-        .max_immutable_memtables(1)
-        .block_size(64)
-        .target_table_size(4096)
-        .manifest_max_size(1024)
-        .wal_segment_size(64 << 10)
-        .compaction_style(style)
-        .compaction_threads(usize::from(input.background_compaction))
-}
-
 /// Everything in the database, both ways; `None` if a read failed.
 fn dump(db: &Db) -> Option<Model> {
     let fwd: Model = db.iter().collect::<Result<_, _>>().ok()?;
@@ -195,8 +292,9 @@ fn dump(db: &Db) -> Option<Model> {
     Some(fwd)
 }
 
-struct Run<'a> {
-    input: &'a Input,
+struct Run {
+    /// The options of the next open.
+    config: Config,
     fs: FaultFs,
     db: Option<Db>,
     /// The state before `history`.
@@ -211,7 +309,7 @@ struct Run<'a> {
     faulty: bool,
 }
 
-impl Run<'_> {
+impl Run {
     fn dir() -> &'static Path {
         Path::new("/db")
     }
@@ -230,7 +328,7 @@ impl Run<'_> {
     }
 
     fn open(&mut self) {
-        let db = Db::open(Self::dir(), options(&self.fs, self.input))
+        let db = Db::open(Self::dir(), self.config.options(&self.fs))
             .unwrap_or_else(|e| panic!("open failed without a fault: {e}"));
         self.db = Some(db);
     }
@@ -281,10 +379,18 @@ impl Run<'_> {
                 None => b.delete(k),
             };
         }
-        let res = db.write(&b, WriteOptions::default().sync(sync));
+        // Unset rather than `sync(false)`: the sync policy decides, and under `Always`
+        // every acknowledged write is durable.
+        let opts = if sync {
+            WriteOptions::default().sync(true)
+        } else {
+            WriteOptions::default()
+        };
+        let res = db.write(&b, opts);
         self.history.push(w);
+        let durable = sync || matches!(self.config.sync_policy(), SyncPolicy::Always);
         match res {
-            Ok(_) if sync => self.durable = self.history.len(),
+            Ok(_) if durable => self.durable = self.history.len(),
             Ok(_) => {}
             Err(e) if self.faulty => {
                 let _ = e;
@@ -374,7 +480,10 @@ impl Run<'_> {
                     assert!(self.faulty, "compaction failed without a fault: {e}");
                 }
             }
-            Op::Reopen => {
+            Op::Reopen { config } => {
+                if let Some(c) = config {
+                    self.config = c.clone();
+                }
                 // Faults off, no power loss: nothing acknowledged may go.
                 self.fs.clear_faults();
                 let db = self.db.take().expect("open");
@@ -425,7 +534,7 @@ impl Run<'_> {
                     // Recovery itself loses power part way; it must not make things
                     // worse.
                     self.fs.cut_power_after(u64::from(*k));
-                    drop(Db::open(Self::dir(), options(&self.fs, self.input)));
+                    drop(Db::open(Self::dir(), self.config.options(&self.fs)));
                     self.fs.crash(CrashMode::DropUnsynced);
                     self.fs.clear_faults();
                 }
@@ -448,7 +557,7 @@ fuzz_target!(|input: Input| {
     }
     let fs = FaultFs::new(0);
     let mut run = Run {
-        input: &input,
+        config: input.config.clone(),
         fs,
         db: None,
         base: Model::new(),
@@ -462,7 +571,7 @@ fuzz_target!(|input: Input| {
         run.step(op);
     }
     // The end: a clean reopen must show every acknowledged write.
-    run.step(&Op::Reopen);
+    run.step(&Op::Reopen { config: None });
     if !run.indeterminate {
         let state = dump(run.db.as_ref().expect("open")).expect("no faults");
         assert_eq!(state, run.model(), "final state");
