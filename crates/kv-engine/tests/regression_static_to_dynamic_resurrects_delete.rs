@@ -23,7 +23,7 @@ fn options(dynamic_level_bytes: bool) -> Options {
 }
 
 #[test]
-#[ignore = "fails until switching static to dynamic level sizes stops stranding data above the base level (a deleted key comes back)"]
+
 fn a_delete_stays_deleted_after_switching_to_dynamic_level_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), options(false)).unwrap();
