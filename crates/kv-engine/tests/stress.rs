@@ -37,6 +37,9 @@ use kv_wal::{CrashMode, Fault, FsOp};
 
 const WRITERS: usize = 2;
 const KEYS_PER_WRITER: usize = 4;
+/// Batches a run writes at least (before its fault, half of them), however slow the
+/// machine.
+const MIN_BATCHES: u64 = 20;
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -385,15 +388,28 @@ fn stress(cfg: &Config, db: Db, fs: Option<&FaultFs>) -> Arc<Run> {
         let run = run.clone();
         threads.push(std::thread::spawn(move || txn_reader(&run)));
     }
+    // The run lasts its duration, and on a loaded machine (a debug build among other
+    // tests) until the writers have had some batches in before the fault and after it
+    // (a minute at most): a run that wrote nothing would check nothing.
     let start = Instant::now();
-    let mut injected = false;
-    while run.running() && start.elapsed() < duration {
-        if !injected
-            && start.elapsed() > duration / 3
+    let batches = || run.batches.load(Ordering::Relaxed);
+    let mut injected_at: Option<u64> = None;
+    let hard_limit = duration + Duration::from_secs(60);
+    loop {
+        let elapsed = start.elapsed();
+        let enough = batches() >= MIN_BATCHES
+            && (cfg.fault.is_none()
+                || injected_at.is_some_and(|at| batches() > at || elapsed > duration * 2));
+        if !run.running() || elapsed >= hard_limit || (elapsed >= duration && enough) {
+            break;
+        }
+        if injected_at.is_none()
+            && elapsed > duration / 3
+            && batches() >= MIN_BATCHES / 2
             && let (Some((op, fault)), Some(fs)) = (cfg.fault, fs)
         {
             fs.fail_nth(op, 1, fault);
-            injected = true;
+            injected_at = Some(batches());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -415,7 +431,12 @@ fn stress(cfg: &Config, db: Db, fs: Option<&FaultFs>) -> Arc<Run> {
         run.txn_commits.load(Ordering::Relaxed),
         run.write_errors.load(Ordering::Relaxed),
     );
-    assert!(run.reads.load(Ordering::Relaxed) > 0 && run.batches.load(Ordering::Relaxed) > 0);
+    assert!(
+        run.reads.load(Ordering::Relaxed) > 0
+            && run.batches.load(Ordering::Relaxed) >= MIN_BATCHES / 2,
+        "{}: the run did too little to check anything",
+        cfg.name
+    );
     // No transaction's increment was lost.
     if cfg.fault.is_none() {
         let n: u64 = run
