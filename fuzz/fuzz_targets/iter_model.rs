@@ -1,6 +1,6 @@
 //! kv-iter: random sources, snapshot, bounds, visibility mode and cursor moves over the
 //! merge -> visibility -> bounds stack, checked entry by entry against a sorted-vector
-//! model (the same oracle as crates/kv-iter/tests/model.rs, driven by the fuzzer).
+//! model (the same oracle as kv-iter/tests/model.rs, driven by the fuzzer).
 #![no_main]
 
 use std::collections::BTreeMap;

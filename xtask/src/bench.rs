@@ -643,7 +643,19 @@ fn git_commit() -> String {
     let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
         return "unknown".into();
     };
-    match git(&["status", "--porcelain", "--", "crates", "compare"]) {
+    let paths = [
+        "kv-iter",
+        "kv-wal",
+        "kv-memtable",
+        "kv-sstable",
+        "kv-engine",
+        "kv-replication",
+        "kv-tool",
+        "compare",
+    ];
+    let mut args = vec!["status", "--porcelain", "--"];
+    args.extend(paths);
+    match git(&args) {
         Some(s) if !s.is_empty() => format!("{head}+changes"),
         _ => head,
     }

@@ -1,5 +1,5 @@
 //! `cargo xtask stress [--secs N]`: the engine's concurrency stress suite
-//! (`crates/kv-engine/tests/stress.rs`) for longer than the few seconds `cargo test`
+//! (`kv-engine/tests/stress.rs`) for longer than the few seconds `cargo test`
 //! gives it, in a release build: `N` seconds in all (default 600), split evenly over
 //! its six configurations.
 
