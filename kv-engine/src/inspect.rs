@@ -628,6 +628,9 @@ impl Fs for OneSegmentFs {
     fn remove_file(&self, _: &Path) -> io::Result<()> {
         read_only()
     }
+    fn remove_dir(&self, _: &Path) -> io::Result<()> {
+        read_only()
+    }
     fn list_dir(&self, _: &Path) -> io::Result<Vec<String>> {
         Ok(vec![self.name.clone()])
     }

@@ -35,6 +35,8 @@ pub enum FsOp {
     Rename,
     /// [`Fs::remove_file`].
     Remove,
+    /// [`Fs::remove_dir`].
+    RemoveDir,
     /// [`Fs::list_dir`].
     ListDir,
     /// [`Fs::create_dir_all`].
@@ -208,6 +210,9 @@ struct State {
     next_inode: u64,
     inodes: HashMap<u64, Inode>,
     dirs: BTreeMap<PathBuf, Dir>,
+    /// Directories removed since the last [`sync_dir`](Fs::sync_dir) of their parent,
+    /// as they were: a crash brings them back (with their durable entries).
+    removed_dirs: BTreeMap<PathBuf, Dir>,
     rules: Vec<Rule>,
     counts: BTreeMap<FsOp, u64>,
     flips: Vec<(PathBuf, u64, u8)>,
@@ -305,6 +310,7 @@ impl State {
         let live: HashSet<u64> = self
             .dirs
             .values()
+            .chain(self.removed_dirs.values())
             .flat_map(|d| d.entries.values().chain(d.durable.values()))
             .copied()
             .collect();
@@ -321,8 +327,10 @@ impl State {
 ///   *start* of its last completed `sync_data`/`sync_all` (optionally keeping a seeded
 ///   random prefix of what was written since), and each directory to its entries at the
 ///   last [`sync_dir`](Fs::sync_dir): unsynced creates, renames and removes are undone.
-///   Directories themselves are durable once created. Handles opened before the crash
-///   fail afterwards.
+///   Directories themselves are durable once created; a directory removed
+///   ([`remove_dir`](Fs::remove_dir)) is removed durably by a `sync_dir` of its parent,
+///   and until then a crash brings it back with its durable entries. Handles opened
+///   before the crash fail afterwards.
 /// - **Syncs concurrent with writes** ([`WritableFile::syncer`]): a sync makes durable
 ///   exactly what the file held when it began; a write that lands while it runs (it
 ///   takes [`set_sync_delay`](Self::set_sync_delay)) is left for the next sync, the
@@ -506,6 +514,8 @@ impl FaultFs {
         s.generation += 1;
         s.power_cut_in = None;
         s.locks.clear();
+        let removed = std::mem::take(&mut s.removed_dirs);
+        s.dirs.extend(removed);
         for d in s.dirs.values_mut() {
             d.entries = d.durable.clone();
         }
@@ -920,6 +930,30 @@ impl Fs for FaultFs {
         Ok(())
     }
 
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.lock_state();
+        s.op(FsOp::RemoveDir, dir)?;
+        State::split(dir)?;
+        let Some(d) = s.dirs.get(dir) else {
+            let (kind, what) = if s.lookup(dir).is_ok() {
+                (io::ErrorKind::NotADirectory, "not a directory")
+            } else {
+                (io::ErrorKind::NotFound, "no directory")
+            };
+            return Err(io::Error::new(kind, format!("{what} {}", dir.display())));
+        };
+        if !d.entries.is_empty() || s.dirs.keys().any(|p| p.parent() == Some(dir)) {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("directory {} is not empty", dir.display()),
+            ));
+        }
+        if let Some(d) = s.dirs.remove(dir) {
+            s.removed_dirs.insert(dir.to_path_buf(), d);
+        }
+        Ok(())
+    }
+
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut s = self.lock_state();
         s.op(FsOp::ListDir, dir)?;
@@ -942,7 +976,11 @@ impl Fs for FaultFs {
         let mut s = self.lock_state();
         s.op(FsOp::CreateDir, dir)?;
         for a in dir.ancestors() {
-            s.dirs.entry(a.to_path_buf()).or_default();
+            if !s.dirs.contains_key(a) {
+                // A new directory, durable at once, even where one was just removed.
+                s.removed_dirs.remove(a);
+                s.dirs.insert(a.to_path_buf(), Dir::default());
+            }
         }
         Ok(())
     }
@@ -952,6 +990,24 @@ impl Fs for FaultFs {
         s.op(FsOp::SyncDir, dir)?;
         let d = s.dir_mut(dir)?;
         d.durable = d.entries.clone();
+        // Removals of subdirectories become durable, and so do those of the
+        // directories that were inside them.
+        s.removed_dirs.retain(|p, _| p.parent() != Some(dir));
+        let State {
+            dirs, removed_dirs, ..
+        } = &mut *s;
+        let orphans: Vec<PathBuf> = removed_dirs
+            .keys()
+            .filter(|p| {
+                p.ancestors()
+                    .skip(1)
+                    .any(|a| !dirs.contains_key(a) && !removed_dirs.contains_key(a))
+            })
+            .cloned()
+            .collect();
+        for p in orphans {
+            removed_dirs.remove(&p);
+        }
         Ok(())
     }
 
@@ -1027,6 +1083,75 @@ mod tests {
         fs.sync_dir(&d).unwrap();
         fs.crash(CrashMode::DropUnsynced);
         assert!(fs.list_dir(&d).unwrap().is_empty());
+    }
+
+    #[test]
+    fn remove_dir_needs_an_empty_directory_and_sync_dir_of_its_parent() {
+        let (fs, d) = setup();
+        let sub = d.join("sub");
+        fs.create_dir_all(&sub).unwrap();
+        let mut f = fs.create(&sub.join("a")).unwrap();
+        f.append(b"1").unwrap();
+        f.sync_all().unwrap();
+        fs.sync_dir(&sub).unwrap();
+        let e = fs.remove_dir(&sub).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::DirectoryNotEmpty);
+        let e = fs.remove_dir(&sub.join("a")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotADirectory);
+        let e = fs.remove_dir(&d.join("none")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let e = fs.remove_dir(&d).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::DirectoryNotEmpty);
+
+        // Removed, but the parent not synced: a crash brings it back, file and all.
+        fs.remove_file(&sub.join("a")).unwrap();
+        fs.remove_dir(&sub).unwrap();
+        assert!(!fs.exists(&sub).unwrap());
+        assert!(fs.list_dir(&d).unwrap().is_empty());
+        assert!(
+            fs.create(&sub.join("b")).is_err(),
+            "created in a removed directory"
+        );
+        fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(fs.list_dir(&d).unwrap(), vec!["sub".to_string()]);
+        assert_eq!(read_all(&fs, &sub.join("a")).unwrap(), b"1");
+
+        // Removed and the parent synced: gone for good.
+        fs.remove_file(&sub.join("a")).unwrap();
+        fs.remove_dir(&sub).unwrap();
+        fs.sync_dir(&d).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(!fs.exists(&sub).unwrap());
+        assert!(fs.list_dir(&d).unwrap().is_empty());
+        assert_eq!(fs.count(FsOp::RemoveDir), 6);
+    }
+
+    #[test]
+    fn a_synced_removal_takes_the_removed_directories_inside_along() {
+        let (fs, d) = setup();
+        let (x, y) = (d.join("x"), d.join("x/y"));
+        fs.create_dir_all(&y).unwrap();
+        fs.remove_dir(&y).unwrap();
+        fs.remove_dir(&x).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(
+            fs.exists(&y).unwrap(),
+            "unsynced nested removal survived a crash"
+        );
+        fs.remove_dir(&y).unwrap();
+        fs.remove_dir(&x).unwrap();
+        fs.sync_dir(&d).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(!fs.exists(&x).unwrap() && !fs.exists(&y).unwrap());
+        // Recreated after a removal: a new, empty directory.
+        fs.create_dir_all(&x).unwrap();
+        fs.create(&x.join("f")).unwrap();
+        fs.sync_dir(&x).unwrap();
+        fs.remove_file(&x.join("f")).unwrap();
+        fs.remove_dir(&x).unwrap();
+        fs.create_dir_all(&x).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(fs.list_dir(&x).unwrap().is_empty());
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub trait Fs: Send + Sync + Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory (failing with [`io::ErrorKind::DirectoryNotEmpty`]
+    /// if it is not). As with [`remove_file`](Fs::remove_file), the removal is durable
+    /// only after [`sync_dir`](Fs::sync_dir) of its parent, which is the caller's.
+    fn remove_dir(&self, dir: &Path) -> io::Result<()>;
     /// The names of the entries of a directory, sorted.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Creates a directory and its parents.
@@ -253,6 +257,9 @@ impl Fs for OsFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
     }
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir(dir)
+    }
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -348,5 +355,24 @@ mod tests {
         );
         fs.remove_file(&dir.path().join("g")).unwrap();
         assert!(!fs.exists(&dir.path().join("g")).unwrap());
+    }
+
+    #[test]
+    fn os_fs_remove_dir_removes_only_an_empty_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = OsFs;
+        let sub = dir.path().join("sub");
+        fs.create_dir_all(&sub).unwrap();
+        fs.create(&sub.join("f")).unwrap();
+        let e = fs.remove_dir(&sub).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::DirectoryNotEmpty);
+        assert!(fs.exists(&sub.join("f")).unwrap());
+        fs.remove_file(&sub.join("f")).unwrap();
+        fs.remove_dir(&sub).unwrap();
+        fs.sync_dir(dir.path()).unwrap();
+        assert!(!fs.exists(&sub).unwrap());
+        assert!(fs.list_dir(dir.path()).unwrap().is_empty());
+        let e = fs.remove_dir(&sub).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -2,7 +2,7 @@
 //! process memory, so that killing the process (SIGKILL) loses exactly what a power cut
 //! would.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -29,9 +29,9 @@ const STAGING_PREFIX: &str = ".unsynced-staging-";
 ///   [`sync_all`](WritableFile::sync_all) writes them to the real file. Both make the
 ///   file's data and length durable (the model does not tell `fdatasync` from
 ///   `fsync`). A kill loses every unsynced change.
-/// - **Directory entries**: a created, renamed or removed file is only logged in
-///   memory; reads, [`list_dir`](Fs::list_dir) and [`exists`](Fs::exists) see the new
-///   names at once. [`sync_dir`](Fs::sync_dir) of a directory replays, in their
+/// - **Directory entries**: a created, renamed or removed file, and a removed
+///   directory ([`remove_dir`](Fs::remove_dir)), is only logged in memory; reads,
+///   [`list_dir`](Fs::list_dir) and [`exists`](Fs::exists) see the new names at once. [`sync_dir`](Fs::sync_dir) of a directory replays, in their
 ///   original order, every logged entry change up to the last one that touches that
 ///   directory (a journaling file system commits its metadata in order, so a crash
 ///   keeps a prefix of it). A file created and synced but whose directory was never
@@ -55,8 +55,9 @@ const STAGING_PREFIX: &str = ".unsynced-staging-";
 /// - Torn pages (part of a page surviving): a page is written back whole or not at
 ///   all. Use [`FaultFs`](crate::FaultFs) with
 ///   [`CrashMode::TornPrefix`](crate::CrashMode) for torn writes.
-/// - Directory creation: [`create_dir_all`](Fs::create_dir_all) is real and immediate,
-///   and so is the lock file [`lock`](Fs::lock) creates.
+/// - Directory creation: [`create_dir_all`](Fs::create_dir_all) is real and immediate
+///   (creating a directory whose removal is still pending cancels the removal), and so
+///   is the lock file [`lock`](Fs::lock) creates.
 /// - The host's own power loss: a sync writes to the real file but does not `fsync` it
 ///   (the point is what survives a kill of this process, and the operating system keeps
 ///   what the process handed it).
@@ -131,13 +132,16 @@ enum EntryOp {
     Create { path: PathBuf, inode: u64 },
     Rename { from: PathBuf, to: PathBuf },
     Remove { path: PathBuf },
+    RemoveDir { path: PathBuf },
 }
 
 impl EntryOp {
     fn touches(&self, dir: &Path) -> bool {
         let parent_is = |p: &PathBuf| p.parent() == Some(dir);
         match self {
-            EntryOp::Create { path, .. } | EntryOp::Remove { path } => parent_is(path),
+            EntryOp::Create { path, .. }
+            | EntryOp::Remove { path }
+            | EntryOp::RemoveDir { path } => parent_is(path),
             EntryOp::Rename { from, to } => parent_is(from) || parent_is(to),
         }
     }
@@ -350,6 +354,9 @@ struct State {
     dirs: HashMap<PathBuf, BTreeMap<String, u64>>,
     /// Entry changes not yet durable, in order.
     pending: Vec<EntryOp>,
+    /// Directories removed in this view whose real removal is pending (logged as
+    /// [`EntryOp::RemoveDir`]): hidden, though still on disk.
+    removed_dirs: HashSet<PathBuf>,
     /// Random early write-back, if on.
     writeback: Option<Writeback>,
 }
@@ -389,6 +396,12 @@ impl State {
 
     /// The entries of `dir`, read from disk the first time.
     fn dir(&mut self, dir: &Path) -> io::Result<&mut BTreeMap<String, u64>> {
+        if self.is_removed(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no directory {}", dir.display()),
+            ));
+        }
         if !self.dirs.contains_key(dir) {
             let mut entries = BTreeMap::new();
             let list = std::fs::read_dir(if dir.as_os_str().is_empty() {
@@ -418,6 +431,11 @@ impl State {
         self.dirs
             .get_mut(dir)
             .ok_or_else(|| io::Error::other("directory vanished"))
+    }
+
+    /// True if `path` is, or is inside, a directory removed in this view.
+    fn is_removed(&self, path: &Path) -> bool {
+        !self.removed_dirs.is_empty() && path.ancestors().any(|a| self.removed_dirs.contains(a))
     }
 
     fn lookup(&mut self, path: &Path) -> io::Result<u64> {
@@ -502,6 +520,11 @@ impl State {
             }
             EntryOp::Rename { from, to } => std::fs::rename(from, to)?,
             EntryOp::Remove { path } => std::fs::remove_file(path)?,
+            EntryOp::RemoveDir { path } => {
+                std::fs::remove_dir(path)?;
+                self.removed_dirs.remove(path);
+                self.dirs.remove(path);
+            }
         }
         Ok(())
     }
@@ -787,24 +810,54 @@ impl Fs for UnsyncedFs {
         Ok(())
     }
 
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.lock_state();
+        split(dir)?;
+        if s.is_removed(dir) || !dir.is_dir() {
+            let file = !s.is_removed(dir) && dir.exists();
+            return Err(io::Error::new(
+                if file {
+                    io::ErrorKind::NotADirectory
+                } else {
+                    io::ErrorKind::NotFound
+                },
+                format!("no directory {}", dir.display()),
+            ));
+        }
+        if !s.dir(dir)?.is_empty() || !subdirs(&s, dir)?.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("directory {} is not empty", dir.display()),
+            ));
+        }
+        s.removed_dirs.insert(dir.to_path_buf());
+        s.log(EntryOp::RemoveDir {
+            path: dir.to_path_buf(),
+        })
+    }
+
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut s = self.lock_state();
         let mut names: Vec<String> = s.dir(dir)?.keys().cloned().collect();
-        // Subdirectories are real (directory creation is immediate).
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir()
-                && let Ok(name) = entry.file_name().into_string()
-            {
-                names.push(name);
-            }
-        }
+        names.extend(subdirs(&s, dir)?);
         names.sort();
         Ok(names)
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        std::fs::create_dir_all(dir)?;
+        let mut s = self.lock_state();
+        if s.is_removed(dir) {
+            // Created again before its removal was made durable: the removal is off
+            // (its files' removals stay pending, and the view keeps them removed).
+            for a in dir.ancestors() {
+                if s.removed_dirs.remove(a) {
+                    s.pending
+                        .retain(|op| !matches!(op, EntryOp::RemoveDir { path } if path == a));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -816,10 +869,13 @@ impl Fs for UnsyncedFs {
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
+        let mut s = self.lock_state();
+        if s.is_removed(path) {
+            return Ok(false);
+        }
         if path.is_dir() {
             return Ok(true);
         }
-        let mut s = self.lock_state();
         let (dir, name) = split(path)?;
         match s.dir(&dir) {
             Ok(entries) => Ok(entries.contains_key(&name)),
@@ -845,6 +901,22 @@ impl Fs for UnsyncedFs {
         }
         Ok(lock)
     }
+}
+
+/// The names of `dir`'s subdirectories in this view: they are real (directory
+/// creation is immediate), less those removed in it.
+fn subdirs(s: &State, dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir()
+            && let Ok(name) = entry.file_name().into_string()
+            && !s.removed_dirs.contains(&dir.join(&name))
+        {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -886,6 +958,67 @@ mod tests {
         drop((a, b, fs));
         assert_eq!(names(d), vec!["a"]);
         assert_eq!(read_all(&OsFs, &d.join("a")).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn a_removed_directory_stays_on_disk_until_its_parent_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sub = d.join("sub");
+        let fs = UnsyncedFs::new();
+        fs.create_dir_all(&sub.join("inner")).unwrap();
+        let mut a = fs.create(&sub.join("a")).unwrap();
+        a.append(b"a").unwrap();
+        a.sync_all().unwrap();
+        drop(a);
+        fs.sync_dir(&sub).unwrap();
+        let e = fs.remove_dir(&sub).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::DirectoryNotEmpty);
+        let e = fs.remove_dir(&sub.join("a")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotADirectory);
+        let e = fs.remove_dir(&d.join("none")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+
+        fs.remove_dir(&sub.join("inner")).unwrap();
+        fs.remove_file(&sub.join("a")).unwrap();
+        fs.remove_dir(&sub).unwrap();
+        // This process sees it gone; the disk still holds it, file and all.
+        assert!(!fs.exists(&sub).unwrap());
+        assert!(!fs.exists(&sub.join("a")).unwrap());
+        assert!(fs.list_dir(d).unwrap().is_empty());
+        assert!(fs.list_dir(&sub).is_err());
+        assert!(
+            fs.create(&sub.join("b")).is_err(),
+            "created in a removed directory"
+        );
+        assert_eq!(fs.pending_entry_changes(), 3);
+        assert_eq!(names(d), vec!["sub"]);
+        assert_eq!(names(&sub), vec!["a", "inner"]);
+
+        // Syncing the parent makes the whole removal durable, in order.
+        fs.sync_dir(d).unwrap();
+        assert_eq!(fs.pending_entry_changes(), 0);
+        assert!(names(d).is_empty());
+
+        // A kill before the parent's sync leaves the directory on disk; creating it
+        // again cancels its pending removal.
+        fs.create_dir_all(&sub).unwrap();
+        let mut c = fs.create(&sub.join("c")).unwrap();
+        c.sync_all().unwrap();
+        drop(c);
+        fs.sync_dir(&sub).unwrap();
+        fs.remove_file(&sub.join("c")).unwrap();
+        fs.remove_dir(&sub).unwrap();
+        fs.create_dir_all(&sub).unwrap();
+        assert!(fs.exists(&sub).unwrap());
+        assert!(fs.list_dir(&sub).unwrap().is_empty());
+        assert_eq!(fs.pending_entry_changes(), 1);
+        fs.sync_dir(d).unwrap();
+        fs.sync_dir(&sub).unwrap();
+        assert!(names(&sub).is_empty());
+        fs.remove_dir(&sub).unwrap();
+        drop(fs);
+        assert_eq!(names(d), vec!["sub"]);
     }
 
     #[test]
