@@ -99,3 +99,12 @@ impl Error {
         }
     }
 }
+
+/// A [`Error::Protocol`] from `peer` at stream `offset`.
+pub(crate) fn protocol(peer: &str, offset: u64, detail: String) -> Error {
+    Error::Protocol {
+        peer: peer.to_string(),
+        offset,
+        detail,
+    }
+}

@@ -1,5 +1,24 @@
 //! `kv-replication`: WAL shipping from a kv primary to read-only replicas.
 //!
+//! # Modules, in the order data flows through them
+//! - `history`: a node's identity ([`NodeState`]) and the history of its data
+//!   ([`History`], the database's lineage) that primary and replica must agree on.
+//! - `primary`: [`Primary`]: the WAL observer and in-memory tail, one session per
+//!   replica (handshake, shipping, acknowledgements), bootstrap checkpoints, WAL pins
+//!   and retention floors, semi-sync waits ([`PrimaryOptions`], [`PrimaryStats`]).
+//! - `codec`: [`Codec`], the compression of batch payloads.
+//! - `wire_batch`: [`WireBatch`]: consecutive WAL batches grouped, compressed and
+//!   checksummed for the wire, and checked again on arrival.
+//! - `protocol`: the [`Message`]s and their length-prefixed, CRC-checked frames
+//!   (`PROTOCOL.md`).
+//! - `transport`: [`Connector`], [`Listener`], [`Stream`]: TCP and in-memory.
+//! - `replica`: [`Replica`]: the loop that connects, bootstraps, streams, applies,
+//!   fsyncs and acknowledges ([`ReplicaOptions`], [`ReplicaStats`]).
+//! - `state`: the replica's state machine ([`State`], [`Event`], [`TRANSITIONS`]).
+//! - `remove_tree`: removing spent checkpoints and replaced data sets through the
+//!   database's [`Fs`](kv_wal::Fs).
+//! - `error`: [`Error`], [`Result`].
+//!
 //! A [`Primary`] serves a [`kv_engine::Db`]'s write-ahead log: a WAL observer feeds a
 //! bounded in-memory tail of recent batches; each connected replica has a session
 //! (position, acknowledged sequence number, codec, last activity) that sends
@@ -85,6 +104,7 @@ mod error;
 mod history;
 mod primary;
 mod protocol;
+mod remove_tree;
 mod replica;
 mod state;
 mod transport;
