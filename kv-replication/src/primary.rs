@@ -287,3 +287,39 @@ impl Drop for Primary {
         sh.db.wal().unregister_observer(self.observer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use kv_wal::{CrashMode, FaultFs, Fs};
+
+    use super::*;
+
+    /// Checkpoints left by a crash in the middle of a bootstrap are removed at start
+    /// through the database's file system, subdirectories and all, and durably.
+    #[test]
+    fn leftover_checkpoints_are_removed_through_the_fs_and_durably() {
+        let fs = Arc::new(FaultFs::new(4));
+        let db = Arc::new(Db::open("/p", kv_engine::Options::default().fs(fs.clone())).unwrap());
+        for p in [
+            "/p.bootstrap/0001-2/wal/000001.log",
+            "/p.bootstrap/0001-2/CURRENT",
+        ] {
+            let p = Path::new(p);
+            let dir = p.parent().unwrap();
+            fs.create_dir_all(dir).unwrap();
+            let mut f = fs.create(p).unwrap();
+            f.sync_all().unwrap();
+            fs.sync_dir(dir).unwrap();
+        }
+        Primary::start(Arc::clone(&db), PrimaryOptions::default())
+            .unwrap()
+            .stop();
+        let root = Path::new("/p.bootstrap");
+        assert!(fs.list_dir(root).unwrap().is_empty());
+        drop(db);
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(fs.list_dir(root).unwrap().is_empty());
+    }
+}

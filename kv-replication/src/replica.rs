@@ -272,3 +272,43 @@ impl Drop for Replica {
         self.halt();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kv_wal::{CrashMode, FaultFs};
+
+    /// Writes `path` (and its directory's entry) durably.
+    fn durable_file(fs: &FaultFs, path: &Path) {
+        let dir = path.parent().unwrap();
+        fs.create_dir_all(dir).unwrap();
+        let mut f = fs.create(path).unwrap();
+        f.append(b"x").unwrap();
+        f.sync_all().unwrap();
+        fs.sync_dir(dir).unwrap();
+    }
+
+    /// A replaced data set is removed through the database's file system (not around
+    /// it), subdirectories and all, and durably.
+    #[test]
+    fn a_leftover_data_set_is_removed_through_the_fs_and_durably() {
+        let fs = Arc::new(FaultFs::new(9));
+        let opts = ReplicaOptions {
+            db: Options::default().fs(fs.clone()),
+            backoff_min: Duration::from_millis(5),
+            ..ReplicaOptions::default()
+        };
+        let (_listener, connector) = crate::mem_network();
+        let connector = Arc::new(connector);
+        let r = Replica::open("/r", connector.clone(), opts.clone()).unwrap();
+        r.stop().unwrap();
+        durable_file(&fs, Path::new("/r/db-000002/wal/000001.log"));
+        durable_file(&fs, Path::new("/r/db-000002/CURRENT"));
+        let r = Replica::open("/r", connector, opts).unwrap();
+        r.stop().unwrap();
+        assert!(!fs.exists(Path::new("/r/db-000002")).unwrap());
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(!fs.exists(Path::new("/r/db-000002")).unwrap());
+        assert!(fs.exists(Path::new("/r/db-000001")).unwrap());
+    }
+}
