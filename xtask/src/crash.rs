@@ -88,7 +88,7 @@ mod rng;
 #[path = "../../kv-tool/src/stress/log.rs"]
 mod stress_log;
 
-use crate::cargo;
+use crate::workspace::cargo;
 use args::parse_args;
 use check::Checker;
 use harness::Harness;

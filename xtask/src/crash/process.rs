@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::root;
+use crate::workspace::root;
 
 /// The cargo target directory: `CARGO_TARGET_DIR` (relative to the workspace root) or
 /// `target/`.
