@@ -1,27 +1,16 @@
 //! `kv stress`: the workload of the black-box crash test (`cargo xtask crash`).
 //!
 //! Writer threads each own a range of keys and have at most one operation in flight.
-//! Every event is one line on stdout, written with one `write` and flushed at once, so a
-//! line is either wholly in the pipe or not at all when the process is killed:
-//!
-//! ```text
-//! S run=R seed=N threads=T keys=K sync=MODE tiny=BOOL lose_unsynced=BOOL writeback=P config=C
-//! O OPEN_MS LAST_SEQ                      the database is open (recovery done)
-//! B TID OPNO put +KEY                     begin: a put (or overwrite) of KEY
-//! B TID OPNO del -KEY                     begin: a delete of KEY
-//! B TID OPNO batch +K1 -K2 ... (10 keys)  begin: an atomic batch of puts (+) and deletes (-)
-//! A TID OPNO SEQ SYNC                     acknowledged: the write returned OK with last
-//!                                         sequence number SEQ; SYNC is 1 if it was a
-//!                                         synced write, else 0
-//! DONE                                    --seconds elapsed and the database closed
-//! ```
+//! Every event is one line on stdout (`stress/log.rs` defines the lines, and `cargo
+//! xtask crash` reads them with that same file), written with one `write` and flushed
+//! at once, so a line is either wholly in the pipe or not at all when the process is
+//! killed: a settings line, the open, then each operation's begin and acknowledgement.
 //!
 //! Thread `TID` owns the keys `tTID-kINDEX` (`t01-k00042`); the harness knows every
-//! operation's keys from its begin line. A put's value is self-checking: it starts with
-//! `kvs1 KEY RUN TID OPNO LEN HASH;` (HASH is FNV-1a of the other fields) and is
-//! padded to LEN bytes with bytes derived from HASH, so a recovered value proves which
-//! operation wrote it, or that nobody did. `RUN` (`--run`, given by the harness, one
-//! per restart) makes values of different restarts distinct.
+//! operation's keys from its begin line. A put's value checks itself (`stress/value.rs`):
+//! its header names the key and the operation that wrote it, so a recovered value
+//! proves which operation wrote it, or that nobody did. `RUN` (`--run`, given by the
+//! harness, one per restart) makes values of different restarts distinct.
 //!
 //! The mix: 50% puts, 15% deletes, 25% batches of 10 keys (80% puts), 10% reads of a
 //! key the thread wrote in this run, checked at once (a mismatch exits with status 3).
@@ -45,6 +34,10 @@
 //! run's), and prints `S config=C`, `O OPEN_MS LAST_SEQ`, `SEQ LAST_SEQ`, then per live key
 //! `K KEY RUN TID OPNO` for a valid value or `G KEY REASON` for garbage, then `END N`;
 //! it exits without closing the database, leaving it as a crash would.
+//!
+//! The files: `stress.rs` runs the workload and the check; `stress/config.rs` is the
+//! engine configuration and its text; `stress/random.rs` the seeded generator;
+//! `stress/value.rs` the self-checking values; `stress/log.rs` the lines printed.
 
 use std::io::Write;
 use std::path::Path;
@@ -58,8 +51,14 @@ use kv_engine::{Db, Options, SyncPolicy, WriteBatch, WriteOptions};
 use crate::error::{CliError, CliResult};
 
 mod config;
+mod log;
+mod random;
+mod value;
 
 use config::StressConfig;
+use log::{Line, OpKind, ValueId};
+use random::{Rng, fnv1a};
+use value::{check_value, key_name, make_value};
 
 /// When `kv stress` syncs its writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -118,7 +117,8 @@ pub(crate) struct StressArgs {
 }
 
 /// One line to stdout, flushed; a closed stdout ends the process (the harness is gone).
-fn emit(line: &str) {
+fn emit(line: &Line) {
+    let line = line.to_string();
     let mut out = std::io::stdout().lock();
     let ok = out
         .write_all(line.as_bytes())
@@ -135,118 +135,6 @@ fn fail(code: i32, msg: &str) -> ! {
         eprintln!("kv stress: {msg}");
     }
     std::process::exit(code)
-}
-
-/// splitmix64.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.iter().chain(b"|") {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
-/// Who wrote a value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ValueId {
-    run: u64,
-    tid: u32,
-    opno: u64,
-}
-
-fn key_name(tid: u32, index: u32) -> String {
-    format!("t{tid:02}-k{index:05}")
-}
-
-fn header_hash(key: &str, id: ValueId, len: usize) -> u64 {
-    fnv1a(&[
-        key.as_bytes(),
-        id.run.to_string().as_bytes(),
-        id.tid.to_string().as_bytes(),
-        id.opno.to_string().as_bytes(),
-        len.to_string().as_bytes(),
-    ])
-}
-
-/// The value `id` writes to `key`: a header naming both, padded to `len` bytes (or the
-/// header's length, if longer) with half-compressible bytes derived from the header.
-fn make_value(key: &str, id: ValueId, len: usize) -> Vec<u8> {
-    let hash = header_hash(key, id, len);
-    let mut v = format!(
-        "kvs1 {key} {} {} {} {len} {hash:016x};",
-        id.run, id.tid, id.opno
-    )
-    .into_bytes();
-    let mut rng = Rng::new(hash);
-    let mut word = 0u64;
-    while v.len() < len {
-        let i = v.len();
-        if i % 8 == 0 {
-            word = rng.next();
-        }
-        // Runs of 32 letters alternate with runs of 32 random bytes.
-        let b = if (i / 32) % 2 == 0 {
-            b'a' + (i % 26) as u8
-        } else {
-            word.to_le_bytes().get(i % 8).copied().unwrap_or(0)
-        };
-        v.push(b);
-    }
-    v
-}
-
-/// Decodes and checks a recovered value of `key`: `Ok(id)` if it is exactly what
-/// operation `id` would have written, else why not.
-fn check_value(key: &[u8], value: &[u8]) -> Result<ValueId, String> {
-    let end = value
-        .iter()
-        .position(|b| *b == b';')
-        .ok_or("no header terminator")?;
-    let header = std::str::from_utf8(value.get(..end).unwrap_or_default())
-        .map_err(|_| "header is not text")?;
-    let f: Vec<&str> = header.split(' ').collect();
-    let [magic, k, run, tid, opno, len, _hash] = f.as_slice() else {
-        return Err(format!("header has {} fields", f.len()));
-    };
-    if *magic != "kvs1" {
-        return Err("bad magic".into());
-    }
-    if k.as_bytes() != key {
-        return Err(format!("value belongs to key {k}"));
-    }
-    let num = |s: &str| s.parse::<u64>().map_err(|_| format!("bad number {s:?}"));
-    let id = ValueId {
-        run: num(run)?,
-        tid: u32::try_from(num(tid)?).map_err(|_| "bad thread")?,
-        opno: num(opno)?,
-    };
-    let len = usize::try_from(num(len)?).map_err(|_| "bad length")?;
-    if make_value(k, id, len) != value {
-        return Err("content does not match its header (hash or padding)".into());
-    }
-    Ok(id)
 }
 
 /// The engine options of a run, and the configuration's text (`default` when none of
@@ -277,6 +165,11 @@ fn options(args: &StressArgs) -> Result<(Options, String), CliError> {
     })
 }
 
+/// A duration in whole milliseconds.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Runs `kv stress` on `dir`.
 pub(crate) fn run(dir: &Path, args: &StressArgs) -> CliResult {
     if !(args.seconds >= 0.0 && args.seconds.is_finite()) {
@@ -288,17 +181,24 @@ pub(crate) fn run(dir: &Path, args: &StressArgs) -> CliResult {
         return check(dir, args);
     }
     let (mut opts, config) = options(args)?;
-    emit(&format!(
-        "S run={} seed={} threads={} keys={} sync={:?} tiny={} lose_unsynced={} writeback={} config={config}",
-        args.run,
-        args.seed,
-        args.threads,
-        args.keys,
-        args.sync,
-        args.tiny,
-        args.lose_unsynced,
-        args.random_writeback
-            .map_or("none".into(), |p| format!("{p}%")),
+    emit(&Line::Start(
+        [
+            ("run", args.run.to_string()),
+            ("seed", args.seed.to_string()),
+            ("threads", args.threads.to_string()),
+            ("keys", args.keys.to_string()),
+            ("sync", format!("{:?}", args.sync)),
+            ("tiny", args.tiny.to_string()),
+            ("lose_unsynced", args.lose_unsynced.to_string()),
+            (
+                "writeback",
+                args.random_writeback
+                    .map_or("none".into(), |p| format!("{p}%")),
+            ),
+            (log::CONFIG, config),
+        ]
+        .map(|(name, value)| (name.to_string(), value))
+        .into(),
     ));
     if args.lose_unsynced {
         let fs = match args.random_writeback {
@@ -312,11 +212,10 @@ pub(crate) fn run(dir: &Path, args: &StressArgs) -> CliResult {
     }
     let start = Instant::now();
     let db = Db::open(dir, opts)?;
-    emit(&format!(
-        "O {} {}",
-        start.elapsed().as_millis(),
-        db.last_seq().get()
-    ));
+    emit(&Line::Open {
+        ms: millis(start.elapsed()),
+        seq: db.last_seq().get(),
+    });
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for tid in 0..args.threads {
@@ -329,7 +228,7 @@ pub(crate) fn run(dir: &Path, args: &StressArgs) -> CliResult {
         }
     });
     db.close()?;
-    emit("DONE");
+    emit(&Line::Done);
     Ok(())
 }
 
@@ -356,10 +255,16 @@ fn writer(db: &Db, args: &StressArgs, tid: u32, stop: &AtomicBool) {
             tid,
             opno,
         };
-        let (kind, items): (&str, Vec<(u32, bool)>) = if roll < 60 {
-            ("put", vec![(rng.below(u64::from(args.keys)) as u32, true)])
+        let (kind, items): (OpKind, Vec<(u32, bool)>) = if roll < 60 {
+            (
+                OpKind::Put,
+                vec![(rng.below(u64::from(args.keys)) as u32, true)],
+            )
         } else if roll < 75 {
-            ("del", vec![(rng.below(u64::from(args.keys)) as u32, false)])
+            (
+                OpKind::Del,
+                vec![(rng.below(u64::from(args.keys)) as u32, false)],
+            )
         } else {
             let mut keys: Vec<(u32, bool)> = Vec::with_capacity(10);
             while keys.len() < 10 {
@@ -368,15 +273,13 @@ fn writer(db: &Db, args: &StressArgs, tid: u32, stop: &AtomicBool) {
                     keys.push((k, rng.below(100) < 80));
                 }
             }
-            ("batch", keys)
+            (OpKind::Batch, keys)
         };
         let mut batch = WriteBatch::new();
-        let mut line = format!("B {tid} {opno} {kind}");
+        let mut begun = Vec::with_capacity(items.len());
         for (k, put) in &items {
             let name = key_name(tid, *k);
-            line.push(' ');
-            line.push(if *put { '+' } else { '-' });
-            line.push_str(&name);
+            begun.push((name.clone(), *put));
             if *put {
                 let len = value_len(&mut rng);
                 batch.put(name.as_bytes(), make_value(&name, id, len));
@@ -388,12 +291,22 @@ fn writer(db: &Db, args: &StressArgs, tid: u32, stop: &AtomicBool) {
         }
         let sync = match args.sync {
             SyncMode::Always => true,
-            SyncMode::Batch => kind == "batch",
+            SyncMode::Batch => kind == OpKind::Batch,
             SyncMode::Never => false,
         };
-        emit(&line);
+        emit(&Line::Begin {
+            tid,
+            opno,
+            kind,
+            items: begun,
+        });
         match db.write(&batch, WriteOptions::default().sync(sync)) {
-            Ok(seq) => emit(&format!("A {tid} {opno} {} {}", seq.get(), u8::from(sync))),
+            Ok(seq) => emit(&Line::Ack {
+                tid,
+                opno,
+                seq: seq.get(),
+                synced: sync,
+            }),
             Err(e) => fail(1, &format!("thread {tid} operation {opno}: {e}")),
         }
     }
@@ -462,25 +375,28 @@ fn check(dir: &Path, args: &StressArgs) -> CliResult {
     // No CURRENT check here: a kill before the database was first created leaves no
     // database, which opens empty; anything else without CURRENT the engine refuses.
     let (opts, config) = options(args)?;
-    emit(&format!("S config={config}"));
+    emit(&Line::Start(vec![(log::CONFIG.to_string(), config)]));
     let start = Instant::now();
     let db = Db::open(dir, opts)?;
     let seq = db.last_seq().get();
-    emit(&format!("O {} {seq}", start.elapsed().as_millis()));
-    emit(&format!("SEQ {seq}"));
+    emit(&Line::Open {
+        ms: millis(start.elapsed()),
+        seq,
+    });
+    emit(&Line::Seq(seq));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut n = 0u64;
     for item in db.iter() {
         let (k, v) = item?;
-        let key = String::from_utf8_lossy(&k).replace(char::is_whitespace, "_");
+        let key = String::from_utf8_lossy(&k).into_owned();
         let line = match check_value(&k, &v) {
-            Ok(id) => format!("K {key} {} {} {}", id.run, id.tid, id.opno),
-            Err(why) => format!("G {key} {why}"),
+            Ok(id) => Line::Key { key, id },
+            Err(why) => Line::Garbage { key, why },
         };
         writeln!(out, "{line}").map_err(|e| CliError::data(format!("stdout: {e}")))?;
         n += 1;
     }
-    writeln!(out, "END {n}")
+    writeln!(out, "{}", Line::End(n))
         .and_then(|()| out.flush())
         .map_err(|e| CliError::data(format!("stdout: {e}")))?;
     // Leave without closing: the next open recovers from a crash again.
@@ -491,26 +407,6 @@ fn check(dir: &Path, args: &StressArgs) -> CliResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn values_check_themselves() {
-        let id = ValueId {
-            run: 3,
-            tid: 1,
-            opno: 42,
-        };
-        for len in [0, 10, 100, 5000] {
-            let v = make_value("t01-k00007", id, len);
-            assert!(v.len() >= len);
-            assert_eq!(check_value(b"t01-k00007", &v), Ok(id));
-            assert!(check_value(b"t01-k00008", &v).is_err());
-            let mut bad = v.clone();
-            *bad.last_mut().unwrap() ^= 1;
-            assert!(check_value(b"t01-k00007", &bad).is_err());
-        }
-        assert!(check_value(b"k", b"").is_err());
-        assert!(check_value(b"k", b"kvs1 k 1 2 3 4 5;").is_err());
-    }
 
     #[test]
     fn a_short_run_writes_checkable_values() {

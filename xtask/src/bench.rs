@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::{cargo, root};
+use crate::workspace::{cargo, output_lines, root};
 
 /// The first word of a result line of `kv-compare --machine`.
 const RUN_LINE: &str = "kv-compare-run";
@@ -308,7 +308,7 @@ fn executable_of(cargo_json: &str, name: &str) -> Option<PathBuf> {
 fn list_workloads(bin: &Path) -> Result<Vec<String>, String> {
     let mut cmd = Command::new(bin);
     cmd.arg("--list-workloads");
-    crate::output_lines(cmd, &format!("{} --list-workloads", bin.display()))
+    output_lines(cmd, &format!("{} --list-workloads", bin.display()))
 }
 
 /// One run of `workload` on `engine` in a fresh `kv-compare` process.

@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Step, print_summary, root, run_step, succeeds};
+use crate::steps::{Step, print_summary, run_step};
+use crate::workspace::{output_lines, root, self_exe, succeeds};
 
 /// Seconds per target for `--smoke`. Measured on 2 shared cores (busy with other work):
 /// the build from a clean `fuzz/target` took 3.4 minutes (about 4 since kv-replication's
@@ -55,7 +56,7 @@ fn ensure_cargo_fuzz() -> Result<(), String> {
 fn list_targets() -> Result<Vec<String>, String> {
     let mut cmd = cargo_fuzz();
     cmd.arg("list");
-    crate::output_lines(cmd, "cargo fuzz list")
+    output_lines(cmd, "cargo fuzz list")
 }
 
 /// The binary `cargo fuzz build` leaves for `target` (default triple and profile).
@@ -152,7 +153,7 @@ pub(crate) fn ci_step(steps: &mut Vec<Step>) -> Result<(), String> {
         });
         return Ok(());
     }
-    let mut smoke = Command::new(crate::self_exe()?);
+    let mut smoke = Command::new(self_exe()?);
     smoke.current_dir(root()).args(["fuzz", "--smoke"]);
     run_step(steps, "fuzz smoke", smoke);
     Ok(())

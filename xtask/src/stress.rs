@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::{cargo, root};
+use crate::workspace::{cargo, root};
 
 /// Configurations in the suite (three without faults, three with).
 const CONFIGS: f64 = 6.0;

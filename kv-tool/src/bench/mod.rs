@@ -11,6 +11,9 @@
 
 mod keys;
 mod memory;
+mod report;
+mod result;
+mod settings;
 mod workloads;
 
 use std::path::Path;
@@ -18,100 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kv_engine::{Compression, Db, Options};
+use kv_engine::Db;
 
 use crate::cli::BenchArgs;
 use crate::error::{CliError, CliResult};
-use crate::output::{self, Out};
-use keys::{Rng, ValuePool, digits};
+use crate::output::Out;
+use keys::{Rng, ValuePool};
+use result::PhaseResult;
+use settings::Settings;
 pub(crate) use workloads::Workload;
-
-/// The settings of a run, validated.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub workloads: Vec<Workload>,
-    pub count: u64,
-    pub key_size: usize,
-    pub value_size: usize,
-    pub threads: u32,
-    pub sync: bool,
-    pub compression: Compression,
-    pub cache_bytes: u64,
-    pub memtable_bytes: usize,
-    pub seed: u64,
-}
-
-/// One row of the results.
-#[derive(Clone, Debug)]
-pub(crate) struct PhaseResult {
-    pub workload: &'static str,
-    pub ops: u64,
-    pub seconds: f64,
-    pub bytes: u64,
-    pub p50_ns: u64,
-    pub p99_ns: u64,
-    pub mean_ns: f64,
-    /// Reads that found a value, for read workloads.
-    pub found: Option<u64>,
-    pub write_amp: Option<f64>,
-    pub space_amp: Option<f64>,
-    /// Time spent waiting for flushes and compactions after the clock stopped.
-    pub settle_seconds: f64,
-    /// The process's peak resident memory so far (VmHWM), if known.
-    pub peak_mem_bytes: Option<u64>,
-}
-
-impl PhaseResult {
-    pub(crate) fn ops_per_sec(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.ops as f64 / self.seconds
-        } else {
-            0.0
-        }
-    }
-
-    pub(crate) fn mb_per_sec(&self) -> f64 {
-        if self.seconds > 0.0 {
-            self.bytes as f64 / self.seconds / 1e6
-        } else {
-            0.0
-        }
-    }
-}
-
-impl Settings {
-    fn from_args(a: &BenchArgs) -> CliResult<Settings> {
-        let s = Settings {
-            workloads: Workload::parse_list(&a.workloads)?,
-            count: a.count,
-            key_size: a.key_size as usize,
-            value_size: a.value_size as usize,
-            threads: a.threads,
-            sync: a.sync,
-            compression: a.compression,
-            cache_bytes: a.cache_size,
-            memtable_bytes: usize::try_from(a.memtable_size)
-                .map_err(|_| CliError::usage("--memtable-size is too large"))?,
-            seed: a.seed,
-        };
-        // readmissing uses keys count..2*count: they must fit too.
-        let need = digits(s.count.saturating_mul(2) - 1);
-        if (s.key_size as u64) < u64::from(need) {
-            return Err(CliError::usage(format!(
-                "--key-size {} is too small for --count {}: keys are {need}-digit numbers",
-                s.key_size, s.count
-            )));
-        }
-        Ok(s)
-    }
-
-    fn options(&self) -> Options {
-        Options::default()
-            .compression_all(self.compression)
-            .block_cache_bytes(self.cache_bytes)
-            .memtable_size(self.memtable_bytes)
-    }
-}
 
 /// Runs `kv bench`.
 pub(crate) fn run(args: &BenchArgs, out: &mut Out) -> CliResult {
@@ -137,7 +55,7 @@ pub(crate) fn run(args: &BenchArgs, out: &mut Out) -> CliResult {
     })?;
     let db_path = tmp.path().join("db");
     if !args.json {
-        out.line(output::settings_line(&settings, tmp.path()))?;
+        out.line(report::settings_line(&settings, tmp.path()))?;
     }
     let started = Instant::now();
     let results = run_workloads(&settings, &db_path);
@@ -151,9 +69,9 @@ pub(crate) fn run(args: &BenchArgs, out: &mut Out) -> CliResult {
     };
     let results = results?;
     if args.json {
-        out.line(output::json(&settings, &results, wall, kept.as_deref()))?;
+        out.line(report::json(&settings, &results, wall, kept.as_deref()))?;
     } else {
-        out.line(output::table(&results))?;
+        out.line(report::table(&results))?;
         out.line(format!("wall time {:.1} s", wall.as_secs_f64()))?;
         if let Some(dir) = &kept {
             out.line(format!("database kept in {}", dir.join("db").display()))?;

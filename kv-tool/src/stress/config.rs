@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use kv_engine::{CompactionStyle, Compression, LeveledOptions, Options, SyncPolicy, TieredOptions};
 
-use super::Rng;
+use super::random::Rng;
 
 /// Levels that take a compression codec.
 const LEVELS: usize = 7;

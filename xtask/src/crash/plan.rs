@@ -7,7 +7,7 @@
 //! Everything here comes from the run's seed and the cycle number alone, so
 //! `cargo xtask crash --seed S` replays the same plans (the kill moments differ).
 
-use super::Rng;
+use super::rng::Rng;
 
 /// What a kill loses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Rng, num, run_with_timeout, time_seed};
+use super::args::{num, time_seed};
+use super::process::run_with_timeout;
+use super::rng::Rng;
 
 const KEYS: u64 = 64;
 

@@ -1,0 +1,184 @@
+//! The benchmark's results as text: the settings line, the aligned table, and the JSON
+//! object of `kv bench --json`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::result::PhaseResult;
+use super::settings::Settings;
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+/// One line describing the run.
+pub(crate) fn settings_line(s: &Settings, dir: &Path) -> String {
+    format!(
+        "kv bench: {} keys of {} B, values of {} B (half compressible), {} thread{}, {} writes, {} compression, {} block cache, {} memtable; in {}",
+        s.count,
+        s.key_size,
+        s.value_size,
+        s.threads,
+        if s.threads == 1 { "" } else { "s" },
+        if s.sync { "synced" } else { "unsynced" },
+        codec(s),
+        mib(s.cache_bytes),
+        mib(s.memtable_bytes as u64),
+        dir.display()
+    )
+}
+
+fn codec(s: &Settings) -> String {
+    match s.compression {
+        kv_engine::Compression::Zstd(level) => format!("zstd:{level}"),
+        c => c.name().to_string(),
+    }
+}
+
+fn us(ns: u64) -> String {
+    let us = ns as f64 / 1e3;
+    if us < 100.0 {
+        format!("{us:.1}")
+    } else {
+        format!("{us:.0}")
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// The results as an aligned table.
+pub(crate) fn table(results: &[PhaseResult]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<16} {:>9} {:>11} {:>8} {:>9} {:>9} {:>6} {:>6} {:>9}  note",
+        "workload", "ops", "ops/s", "MB/s", "p50 us", "p99 us", "w-amp", "s-amp", "peak MiB"
+    );
+    for r in results {
+        let note = match r.found {
+            Some(f) => format!("{f} of {} found", r.ops),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            t,
+            "{:<16} {:>9} {:>11.0} {:>8.1} {:>9} {:>9} {:>6} {:>6} {:>9}  {note}",
+            r.workload,
+            r.ops,
+            r.ops_per_sec(),
+            r.mb_per_sec(),
+            us(r.p50_ns),
+            us(r.p99_ns),
+            opt(r.write_amp),
+            opt(r.space_amp),
+            r.peak_mem_bytes.map_or_else(
+                || "-".to_string(),
+                |b| format!("{:.0}", b as f64 / f64::from(1 << 20))
+            ),
+        );
+    }
+    t.truncate(t.trim_end().len());
+    t
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number (`null` for a missing or non-finite value).
+fn json_num(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v}"),
+        _ => "null".to_string(),
+    }
+}
+
+/// The results as one JSON object: `settings`, `results` (one object per workload),
+/// `wall_seconds`, and `kept_dir` (a path or null).
+pub(crate) fn json(
+    s: &Settings,
+    results: &[PhaseResult],
+    wall: Duration,
+    kept: Option<&Path>,
+) -> String {
+    let workloads: Vec<String> = s.workloads.iter().map(|w| json_str(w.name())).collect();
+    let mut j = format!(
+        "{{\"settings\":{{\"workloads\":[{}],\"count\":{},\"key_size\":{},\"value_size\":{},\"threads\":{},\"sync\":{},\"compression\":{},\"cache_bytes\":{},\"memtable_bytes\":{},\"seed\":{}}},\"results\":[",
+        workloads.join(","),
+        s.count,
+        s.key_size,
+        s.value_size,
+        s.threads,
+        s.sync,
+        json_str(&codec(s)),
+        s.cache_bytes,
+        s.memtable_bytes,
+        s.seed
+    );
+    for (i, r) in results.iter().enumerate() {
+        if i > 0 {
+            j.push(',');
+        }
+        let _ = write!(
+            j,
+            "{{\"workload\":{},\"ops\":{},\"seconds\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{},\"found\":{},\"write_amp\":{},\"space_amp\":{},\"settle_seconds\":{},\"peak_mem_bytes\":{}}}",
+            json_str(r.workload),
+            r.ops,
+            json_num(Some(r.seconds)),
+            json_num(Some(r.ops_per_sec())),
+            json_num(Some(r.mb_per_sec())),
+            json_num(Some(r.p50_ns as f64 / 1e3)),
+            json_num(Some(r.p99_ns as f64 / 1e3)),
+            json_num(Some(r.mean_ns / 1e3)),
+            r.found
+                .map_or_else(|| "null".to_string(), |f| f.to_string()),
+            json_num(r.write_amp),
+            json_num(r.space_amp),
+            json_num(Some(r.settle_seconds)),
+            r.peak_mem_bytes
+                .map_or_else(|| "null".to_string(), |b| b.to_string()),
+        );
+    }
+    let _ = write!(
+        j,
+        "],\"wall_seconds\":{},\"kept_dir\":{}}}",
+        json_num(Some(wall.as_secs_f64())),
+        kept.map_or_else(
+            || "null".to_string(),
+            |p| json_str(&p.display().to_string())
+        )
+    );
+    j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_and_numbers() {
+        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+        assert_eq!(json_num(Some(1.5)), "1.5");
+        assert_eq!(json_num(Some(f64::NAN)), "null");
+        assert_eq!(json_num(None), "null");
+    }
+}

@@ -1,0 +1,58 @@
+//! The settings of a `kv bench` run: the command line's arguments, validated, and the
+//! engine options they give.
+
+use kv_engine::{Compression, Options};
+
+use super::keys::digits;
+use super::workloads::Workload;
+use crate::cli::BenchArgs;
+use crate::error::{CliError, CliResult};
+
+/// The settings of a run, validated.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub workloads: Vec<Workload>,
+    pub count: u64,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub threads: u32,
+    pub sync: bool,
+    pub compression: Compression,
+    pub cache_bytes: u64,
+    pub memtable_bytes: usize,
+    pub seed: u64,
+}
+
+impl Settings {
+    pub(super) fn from_args(a: &BenchArgs) -> CliResult<Settings> {
+        let s = Settings {
+            workloads: Workload::parse_list(&a.workloads)?,
+            count: a.count,
+            key_size: a.key_size as usize,
+            value_size: a.value_size as usize,
+            threads: a.threads,
+            sync: a.sync,
+            compression: a.compression,
+            cache_bytes: a.cache_size,
+            memtable_bytes: usize::try_from(a.memtable_size)
+                .map_err(|_| CliError::usage("--memtable-size is too large"))?,
+            seed: a.seed,
+        };
+        // readmissing uses keys count..2*count: they must fit too.
+        let need = digits(s.count.saturating_mul(2) - 1);
+        if (s.key_size as u64) < u64::from(need) {
+            return Err(CliError::usage(format!(
+                "--key-size {} is too small for --count {}: keys are {need}-digit numbers",
+                s.key_size, s.count
+            )));
+        }
+        Ok(s)
+    }
+
+    pub(super) fn options(&self) -> Options {
+        Options::default()
+            .compression_all(self.compression)
+            .block_cache_bytes(self.cache_bytes)
+            .memtable_size(self.memtable_bytes)
+    }
+}
