@@ -53,8 +53,10 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod builder;
 mod checkpoint;
 mod compaction;
+mod counters;
 mod db;
 mod error;
 mod filename;
@@ -63,6 +65,7 @@ mod histogram;
 pub mod inspect;
 mod lineage;
 mod manifest;
+mod mutex;
 mod options;
 mod publish;
 mod read;
@@ -77,6 +80,7 @@ mod version_edit;
 mod write;
 
 pub use batch::WriteBatch;
+pub use builder::DbBuilder;
 pub use compaction::{CompactionStyle, LeveledOptions, TieredOptions};
 pub use db::Db;
 pub use error::{Error, Result};
@@ -85,7 +89,7 @@ pub use kv_iter::SeqNo;
 pub use kv_sstable::Compression;
 pub use kv_wal::{FaultFs, Fs, SyncPolicy};
 pub use lineage::{LineageEntry, MAX_LINEAGE_ENTRIES};
-pub use options::{DbBuilder, Options, WriteOptions};
+pub use options::{Options, WriteOptions};
 pub use read::{Iter, Snapshot};
 pub use replication::WalView;
 pub use stats::{LevelStats, Stats};
