@@ -4,9 +4,9 @@ use std::path::Path;
 
 use kv_iter::SeqNo;
 
-use crate::db::lock;
 use crate::filename::{table_name, table_path};
 use crate::manifest::{Manifest, set_current};
+use crate::mutex::lock;
 use crate::version_edit::VersionEdit;
 use crate::{Db, Error, Result};
 

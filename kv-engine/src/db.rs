@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
@@ -12,11 +12,12 @@ use kv_sstable::BlockCache;
 use kv_wal::{FileLock, Fs, Wal};
 
 use crate::compaction::Strategy;
+use crate::counters::Counters;
 use crate::manifest::Manifest;
-use crate::options::{DbBuilder, Options};
+use crate::mutex::lock;
+use crate::options::Options;
 use crate::publish::Publisher;
-use crate::stats::Counters;
-use crate::transaction::ConflictTracker;
+use crate::transaction::conflict::ConflictTracker;
 use crate::version::{Graveyard, Version};
 use crate::{Error, Result};
 
@@ -93,12 +94,6 @@ impl std::fmt::Debug for Inner {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
-}
-
-/// Locks a mutex, ignoring poisoning: every critical section here leaves its state
-/// consistent before anything that could panic, and a panic is surfaced elsewhere.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Inner {
@@ -192,11 +187,6 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// A builder: `Db::builder(path).memtable_size(..).open()`.
-    pub fn builder(path: impl AsRef<Path>) -> DbBuilder {
-        DbBuilder::new(path.as_ref())
-    }
-
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.inner.path

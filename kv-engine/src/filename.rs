@@ -18,6 +18,10 @@ pub(crate) const LOCK: &str = "LOCK";
 pub(crate) const CURRENT: &str = "CURRENT";
 pub(crate) const CURRENT_TMP: &str = "CURRENT.tmp";
 pub(crate) const WAL_DIR: &str = "wal";
+/// The lineage file's name in a database directory.
+pub(crate) const LINEAGE: &str = "LINEAGE";
+/// Its temporary name while it is replaced.
+pub(crate) const LINEAGE_TMP: &str = "LINEAGE.tmp";
 const MANIFEST_PREFIX: &str = "MANIFEST-";
 const TABLE_EXT: &str = ".sst";
 const TMP_EXT: &str = ".tmp";
@@ -69,7 +73,7 @@ pub(crate) fn parse(name: &str) -> Option<FileKind> {
     if name.ends_with(TMP_EXT) {
         let stem = name.strip_suffix(TMP_EXT)?;
         let ours = stem == CURRENT
-            || stem == crate::lineage::LINEAGE
+            || stem == LINEAGE
             || stem
                 .strip_suffix(TABLE_EXT)
                 .and_then(parse_number)

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::db::{Inner, State, lock};
+use crate::counters::Counters;
+use crate::db::{Inner, State};
 use crate::filename::table_path;
 use crate::manifest::{Manifest, set_current};
-use crate::stats::Counters;
+use crate::mutex::lock;
 use crate::table_file::{BuildOptions, OpenOptions, open_table, write_table};
 use crate::version::{TableHandle, Version, sort_level};
 use crate::version_edit::{TableFile, VersionEdit};

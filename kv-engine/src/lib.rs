@@ -1,5 +1,45 @@
 //! `kv-engine`: an embeddable, crash-safe, ordered key-value store (an LSM tree).
 //!
+//! # Map of the modules
+//!
+//! In the order data flows through them (the handle first, then a write, a read, a
+//! flush, a compaction, the manifest that records them, and the open that replays it):
+//!
+//! - Setting up: `options.rs` ([`Options`], [`WriteOptions`], validated at open),
+//!   `builder.rs` ([`Db::builder`], [`DbBuilder`]), `db.rs` ([`Db`] and the state its
+//!   threads share: the super-version readers load, the state flushes and compactions
+//!   change under one mutex),
+//!   `mutex.rs` (the engine's poison-ignoring `lock`).
+//! - Write path: `batch.rs` ([`WriteBatch`]), `write.rs` (back-pressure, group commit
+//!   through the WAL, memtable insert, memtable freeze), `publish.rs` (the visible
+//!   sequence number, advanced strictly in order).
+//! - Read path: `read.rs` ([`Db::get`], scans as [`Iter`], [`Snapshot`]), `value.rs`
+//!   ([`Value`]), `version.rs` (a version: the live tables level by level, and the
+//!   graveyard of files to delete once unreferenced).
+//! - Flush: `flush.rs` (frozen memtable to level-0 table, manifest edit, new version,
+//!   WAL release; the background loop), `table_file.rs` (writing a table durably:
+//!   temporary name, fsync, rename; opening one).
+//! - Compaction: `compaction/mod.rs` (the strategy trait, [`CompactionStyle`] and its
+//!   options, a task), `compaction/leveled.rs` and `compaction/tiered.rs` (the two
+//!   strategies), `compaction/job.rs` (running a task: merge, drop, write, install;
+//!   manual compaction).
+//! - Manifest and versions: `version_edit.rs` (one record: tables added and removed,
+//!   counters), `manifest.rs` (the log of edits, `CURRENT`, replay), `filename.rs`
+//!   (every file name of the directory).
+//! - Recovery: `recovery.rs` ([`Db::open`]: lock, manifest, tables, WAL replay, a fresh
+//!   manifest, orphans removed), `lineage.rs` (which writer wrote which sequence
+//!   numbers, and its `LINEAGE` file).
+//! - Transactions: `transaction/mod.rs` ([`Transaction`], [`ReadTransaction`]),
+//!   `transaction/conflict.rs` (the keys recent commits wrote, checked at commit),
+//!   `transaction/iter.rs` ([`TxnIter`]: a snapshot merged with buffered writes).
+//! - Copies: `replication.rs` (read-only mode, lineage, replicated batches, [`WalView`]),
+//!   `checkpoint.rs` ([`Db::checkpoint`]).
+//! - Watching it: `counters.rs` (live counters), `histogram.rs` (latency histograms),
+//!   `stats.rs` ([`Stats`], [`Db::stats`]), `inspect/` ([`inspect`]: verify and dump a
+//!   directory without opening it), `error.rs` ([`Error`]).
+//!
+//! # Example
+//!
 //! ```
 //! use kv_engine::{Db, Options, WriteBatch, WriteOptions};
 //!
@@ -53,8 +93,10 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod builder;
 mod checkpoint;
 mod compaction;
+mod counters;
 mod db;
 mod error;
 mod filename;
@@ -63,6 +105,7 @@ mod histogram;
 pub mod inspect;
 mod lineage;
 mod manifest;
+mod mutex;
 mod options;
 mod publish;
 mod read;
@@ -77,6 +120,7 @@ mod version_edit;
 mod write;
 
 pub use batch::WriteBatch;
+pub use builder::DbBuilder;
 pub use compaction::{CompactionStyle, LeveledOptions, TieredOptions};
 pub use db::Db;
 pub use error::{Error, Result};
@@ -85,7 +129,7 @@ pub use kv_iter::SeqNo;
 pub use kv_sstable::Compression;
 pub use kv_wal::{FaultFs, Fs, SyncPolicy};
 pub use lineage::{LineageEntry, MAX_LINEAGE_ENTRIES};
-pub use options::{DbBuilder, Options, WriteOptions};
+pub use options::{Options, WriteOptions};
 pub use read::{Iter, Snapshot};
 pub use replication::WalView;
 pub use stats::{LevelStats, Stats};

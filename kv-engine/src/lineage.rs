@@ -9,12 +9,12 @@
 //!
 //! The engine keeps it, not replication, because only the engine sees every write: a
 //! database **opened writable** (or switched to writable with
-//! [`Db::set_read_only`]`(false)`) forks a new entry at its next sequence number, made
+//! [`Db::set_read_only`](crate::Db::set_read_only)`(false)`) forks a new entry at its next sequence number, made
 //! durable before the open returns (or the switch takes effect), so before any write
 //! can be numbered under it. Whoever opens the directory (a primary, a tool, a program
 //! writing a restored backup), the writes of that session can never be taken for
 //! another copy's writes at the same numbers. A read-only database (a replica) never
-//! forks; it adopts its primary's lineage ([`Db::adopt_lineage`]), since its data
+//! forks; it adopts its primary's lineage ([`Db::adopt_lineage`](crate::Db::adopt_lineage)), since its data
 //! is the primary's.
 //!
 //! On disk: the `LINEAGE` file of the database directory, little-endian:
@@ -35,20 +35,16 @@ use std::path::Path;
 
 use kv_wal::Fs;
 
-use crate::db::lock;
-use crate::{Db, Error, Result};
+use crate::filename::{LINEAGE, LINEAGE_TMP};
+use crate::{Error, Result};
 
-/// The lineage file's name in a database directory.
-pub(crate) const LINEAGE: &str = "LINEAGE";
-/// Its temporary name while it is replaced.
-pub(crate) const LINEAGE_TMP: &str = "LINEAGE.tmp";
 const MAGIC: &[u8; 8] = b"KVLINE\x00\x01";
 
 /// Most entries a lineage keeps: at this many, forking drops the oldest (a copy whose
 /// position falls before the first entry then agrees with no one, which is safe).
 pub const MAX_LINEAGE_ENTRIES: usize = 4096;
 
-/// One entry of a database's lineage (see [`Db::lineage`]).
+/// One entry of a database's lineage (see [`Db::lineage`](crate::Db::lineage)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LineageEntry {
     /// The writer's random identity.
@@ -209,67 +205,6 @@ pub(crate) fn random_id() -> u64 {
     h.write_u32(std::process::id());
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.finish().max(1)
-}
-
-impl Db {
-    /// The database's lineage, oldest entry first (see the `LINEAGE` file's
-    /// description in the crate's `lineage` module): which writer produced which
-    /// sequence numbers. A database opened writable has just forked a new entry at
-    /// its next sequence number, so its writes are never attributed to a copy of it
-    /// made earlier (a restored backup writes under a new id).
-    ///
-    /// ```
-    /// let dir = tempfile::tempdir()?;
-    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
-    /// db.put("k", "v")?;
-    /// let first = db.lineage();
-    /// assert_eq!(first.len(), 1);
-    /// assert_eq!(first[0].start_seq, 1);
-    /// db.close()?;
-    /// // Opened writable again: a new writer from seq 2 on.
-    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
-    /// let second = db.lineage();
-    /// assert_eq!(second.len(), 2);
-    /// assert_eq!(second[0], first[0]);
-    /// assert_eq!(second[1].start_seq, 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn lineage(&self) -> Vec<LineageEntry> {
-        lock(&self.inner.lineage).clone()
-    }
-
-    /// Replaces the lineage of a read-only database (a replica) with its primary's,
-    /// durably, before data of that lineage is applied. Refused on a writable database
-    /// (its lineage is its own) and for a malformed lineage (`start_seq`s not strictly
-    /// increasing from at least 1, beyond the sequence number space, or more than
-    /// [`MAX_LINEAGE_ENTRIES`] entries).
-    ///
-    /// ```
-    /// use kv_engine::{Db, LineageEntry, Options};
-    /// let dir = tempfile::tempdir()?;
-    /// let replica = Db::open(dir.path(), Options::default().read_only(true))?;
-    /// assert!(replica.lineage().is_empty());
-    /// let primary = vec![LineageEntry { id: 7, start_seq: 1 }];
-    /// replica.adopt_lineage(&primary)?;
-    /// assert_eq!(replica.lineage(), primary);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn adopt_lineage(&self, entries: &[LineageEntry]) -> Result<()> {
-        let inner = &*self.inner;
-        let mut current = lock(&inner.lineage);
-        if !inner.read_only.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(Error::InvalidArgument(
-                "a writable database keeps its own lineage; only a read-only one adopts another's"
-                    .into(),
-            ));
-        }
-        check(entries).map_err(Error::InvalidArgument)?;
-        if current.as_slice() != entries {
-            store(&*inner.fs, &inner.path, entries)?;
-            *current = entries.to_vec();
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

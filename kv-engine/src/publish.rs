@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
-use crate::db::lock;
+use crate::mutex::lock;
 
 /// The visible sequence number and the synced batches waiting to join it.
 #[derive(Debug)]

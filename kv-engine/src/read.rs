@@ -10,8 +10,9 @@ use kv_iter::{
 use kv_memtable::Lookup as MemLookup;
 use kv_sstable::Lookup as TableLookup;
 
-use crate::db::{Inner, SuperVersion, lock};
-use crate::stats::Counters;
+use crate::counters::Counters;
+use crate::db::{Inner, SuperVersion};
+use crate::mutex::lock;
 use crate::version::Source;
 use crate::{Db, Result, Value};
 

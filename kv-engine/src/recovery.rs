@@ -11,13 +11,13 @@ use kv_memtable::{MemtableSet, MemtableSetOptions};
 use kv_sstable::BlockCache;
 use kv_wal::{DamageOutcome, Op, RecoveryMode, Wal, WalOptions};
 
+use crate::counters::Counters;
 use crate::db::{Inner, State, SuperVersion};
 use crate::filename::{self, CURRENT, FileKind, LOCK, WAL_DIR};
 use crate::lineage;
 use crate::manifest::{Manifest, ManifestState, read_current, replay, set_current};
-use crate::stats::Counters;
 use crate::table_file::OpenOptions;
-use crate::transaction::ConflictTracker;
+use crate::transaction::conflict::ConflictTracker;
 use crate::version::{Graveyard, TableHandle, Version, sort_level};
 use crate::{Db, Error, Options, Result};
 
@@ -281,7 +281,7 @@ impl Db {
         });
         inner.wal.release_below(state.flushed_seq + 1)?;
 
-        inner.update_pending(&crate::db::lock(&inner.state));
+        inner.update_pending(&crate::mutex::lock(&inner.state));
         let mut threads = Vec::new();
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -309,7 +309,7 @@ impl Db {
         };
         // A large replayed memtable is frozen and flushed in the background.
         if db.inner.mems.active().approximate_size() >= db.inner.opts.memtable_size {
-            let _guard = crate::db::lock(&db.inner.commit);
+            let _guard = crate::mutex::lock(&db.inner.commit);
             db.inner.freeze_active()?;
         }
         Ok(db)

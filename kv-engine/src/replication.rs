@@ -1,6 +1,7 @@
 //! The engine's side of replication (the protocol lives in `kv-replication`): a
-//! read-only mode for replicas, applying a primary's batches at the primary's sequence
-//! numbers, and a view of the write-ahead log for shipping it.
+//! read-only mode for replicas, the lineage a primary forks and a replica adopts (its
+//! file format is in `lineage.rs`), applying a primary's batches at the primary's
+//! sequence numbers, and a view of the write-ahead log for shipping it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,6 +9,8 @@ use std::sync::atomic::Ordering;
 use kv_iter::SeqNo;
 use kv_wal::{Observer, ObserverId, RetentionPin, TailCursor, Wal};
 
+use crate::lineage::{LineageEntry, check, store};
+use crate::mutex::lock;
 use crate::{Db, Error, Result, WriteBatch, WriteOptions};
 
 impl Db {
@@ -32,7 +35,7 @@ impl Db {
     /// ```
     pub fn set_read_only(&self, on: bool) -> Result<()> {
         let inner = &*self.inner;
-        let mut lineage = crate::db::lock(&inner.lineage);
+        let mut lineage = lock(&inner.lineage);
         if on || !inner.read_only.load(Ordering::Acquire) {
             inner.read_only.store(on, Ordering::Release);
             return Ok(());
@@ -40,7 +43,7 @@ impl Db {
         // Read-only to writable: no user write can be numbered before the fork is
         // durable (they are refused until the flag changes below), and replicated
         // applies are held off so the fork point is the last sequence number.
-        let _commits = crate::db::lock(&inner.commit);
+        let _commits = lock(&inner.commit);
         let next = inner.wal.last_seq() + 1;
         let forked = crate::lineage::forked(&lineage, crate::lineage::random_id(), next);
         crate::lineage::store(&*inner.fs, &inner.path, &forked)?;
@@ -52,6 +55,65 @@ impl Db {
     /// Whether user writes are refused (see [`Options::read_only`](crate::Options::read_only)).
     pub fn is_read_only(&self) -> bool {
         self.inner.read_only.load(Ordering::Acquire)
+    }
+
+    /// The database's lineage, oldest entry first (see the `LINEAGE` file's
+    /// description in the crate's `lineage` module): which writer produced which
+    /// sequence numbers. A database opened writable has just forked a new entry at
+    /// its next sequence number, so its writes are never attributed to a copy of it
+    /// made earlier (a restored backup writes under a new id).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// db.put("k", "v")?;
+    /// let first = db.lineage();
+    /// assert_eq!(first.len(), 1);
+    /// assert_eq!(first[0].start_seq, 1);
+    /// db.close()?;
+    /// // Opened writable again: a new writer from seq 2 on.
+    /// let db = kv_engine::Db::open(dir.path(), kv_engine::Options::default())?;
+    /// let second = db.lineage();
+    /// assert_eq!(second.len(), 2);
+    /// assert_eq!(second[0], first[0]);
+    /// assert_eq!(second[1].start_seq, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lineage(&self) -> Vec<LineageEntry> {
+        lock(&self.inner.lineage).clone()
+    }
+
+    /// Replaces the lineage of a read-only database (a replica) with its primary's,
+    /// durably, before data of that lineage is applied. Refused on a writable database
+    /// (its lineage is its own) and for a malformed lineage (`start_seq`s not strictly
+    /// increasing from at least 1, beyond the sequence number space, or more than
+    /// [`MAX_LINEAGE_ENTRIES`](crate::MAX_LINEAGE_ENTRIES) entries).
+    ///
+    /// ```
+    /// use kv_engine::{Db, LineageEntry, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// let replica = Db::open(dir.path(), Options::default().read_only(true))?;
+    /// assert!(replica.lineage().is_empty());
+    /// let primary = vec![LineageEntry { id: 7, start_seq: 1 }];
+    /// replica.adopt_lineage(&primary)?;
+    /// assert_eq!(replica.lineage(), primary);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn adopt_lineage(&self, entries: &[LineageEntry]) -> Result<()> {
+        let inner = &*self.inner;
+        let mut current = lock(&inner.lineage);
+        if !inner.read_only.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::InvalidArgument(
+                "a writable database keeps its own lineage; only a read-only one adopts another's"
+                    .into(),
+            ));
+        }
+        check(entries).map_err(Error::InvalidArgument)?;
+        if current.as_slice() != entries {
+            store(&*inner.fs, &inner.path, entries)?;
+            *current = entries.to_vec();
+        }
+        Ok(())
     }
 
     /// Applies a batch replicated from a primary, numbered as the primary numbered it:

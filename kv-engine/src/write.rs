@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use kv_iter::{SeqNo, ValueKind};
 use kv_wal::{AppendOptions, Op, SeqRange, SyncPolicy};
 
-use crate::db::{Inner, lock};
-use crate::stats::Counters;
+use crate::counters::Counters;
+use crate::db::Inner;
+use crate::mutex::lock;
 use crate::{Db, Error, Result, WriteBatch, WriteOptions};
 
 impl Inner {

@@ -1,17 +1,24 @@
 //! The vocabulary every layer of the kv storage engine shares.
 //!
-//! - [`SeqNo`] and [`ValueKind`]: the version stamp and the put/delete marker.
-//! - [`InternalKey`] / [`InternalKeyRef`]: `user_key ++ u64_le(seq << 8 | kind)`, ordered
-//!   by user key ascending then sequence number descending ([`compare_internal_keys`]),
-//!   and [`seek_key`] for "newest version of K visible at snapshot S".
-//! - [`Cursor`]: the positioned, bidirectional interface every sorted source
-//!   implements (memtables, tables, merges), with errors that surface instead of
-//!   looking like the end of the data.
-//! - Combinators: [`MergingCursor`] (N-way heap merge, both directions),
-//!   [`VisibleCursor`] (snapshot visibility, version collapse, tombstone hiding),
-//!   [`BoundedCursor`] (any `RangeBounds`, or a prefix), and [`CursorIter`] (a std
+//! # Map of the modules
+//!
+//! From one entry's key to the iterator a reader holds:
+//!
+//! - `seqno.rs`: [`SeqNo`], the version stamp (a global, monotonic counter).
+//! - `kind.rs`: [`ValueKind`], the put/delete marker.
+//! - `key.rs`: [`InternalKey`] / [`InternalKeyRef`]: `user_key ++ u64_le(seq << 8 |
+//!   kind)`, ordered by user key ascending then sequence number descending
+//!   ([`compare_internal_keys`]), and [`seek_key`] for "newest version of K visible at
+//!   snapshot S".
+//! - `cursor.rs`: [`Cursor`], the positioned, bidirectional interface every sorted
+//!   source implements (memtables, tables, merges), with errors that surface instead of
+//!   looking like the end of the data; `error.rs`: their [`Error`].
+//! - `vec_cursor.rs`: [`VecCursor`], an in-memory source for tests.
+//! - The combinators, in the order a read stacks them: `merge.rs`: [`MergingCursor`]
+//!   (N-way heap merge, both directions); `visibility.rs`: [`VisibleCursor`] (snapshot
+//!   visibility, version collapse, tombstone hiding); `bounds.rs`: [`BoundedCursor`]
+//!   (any `RangeBounds`, or a prefix); `iter.rs`: [`CursorIter`] (a std
 //!   `DoubleEndedIterator` of `Result<(key, value)>`).
-//! - [`VecCursor`]: an in-memory source for tests.
 //!
 //! Only bytewise user-key order is supported.
 //!

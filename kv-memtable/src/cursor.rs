@@ -114,6 +114,16 @@ impl MemtableCursor {
     }
 }
 
+impl Memtable {
+    /// A cursor over every version, in internal-key order, implementing
+    /// [`kv_iter::Cursor`]. It holds a clone of the `Arc`, so it is `'static` and `Send`
+    /// and keeps the memtable alive. See [`MemtableCursor`] for what it sees of
+    /// concurrent inserts.
+    pub fn cursor(self: &Arc<Self>) -> MemtableCursor {
+        MemtableCursor::new(Arc::clone(self))
+    }
+}
+
 impl Cursor for MemtableCursor {
     fn valid(&self) -> bool {
         self.current.is_some()

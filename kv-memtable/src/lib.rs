@@ -1,17 +1,25 @@
 //! The in-memory layer of the kv LSM-tree storage engine.
 //!
-//! - [`Memtable`]: a lock-free skiplist (`crossbeam-skiplist`) of every version written
-//!   since the last flush, keyed by internal key (user key, sequence number, kind), so
-//!   versions coexist and readers at old snapshots are unaffected by new writes.
-//!   [`Memtable::get`] answers "newest version visible at snapshot S" ([`Lookup`]),
-//!   [`Memtable::insert_batch`] inserts a batch with contiguous sequence numbers, and
-//!   [`Memtable::approximate_size`] tracks the heap bytes it uses.
-//! - [`MemtableCursor`]: a [`kv_iter::Cursor`] over one memtable that owns an `Arc` of
-//!   it (`'static + Send`), correct while inserts continue.
-//! - [`MemtableSet`]: the active memtable plus a bounded queue of immutable ones waiting
-//!   for a flush, with [`Arc`](std::sync::Arc) snapshots ([`MemtableSetView`]) for
-//!   readers.
-//! - [`Value`]: a value shared with the memtable, returned without copying.
+//! # Map of the modules
+//!
+//! From one stored version up to the set the engine writes into and reads from:
+//!
+//! - `entry.rs`: how one version is stored (one reference-counted allocation: the
+//!   encoded internal key, then the value) and the skiplist key that orders it;
+//!   [`Value`], a value shared with the memtable, returned without copying.
+//! - `memtable.rs`: [`Memtable`], a lock-free skiplist (`crossbeam-skiplist`) of every
+//!   version written since the last flush, keyed by internal key (user key, sequence
+//!   number, kind), so versions coexist and readers at old snapshots are unaffected by
+//!   new writes. [`Memtable::get`] answers "newest version visible at snapshot S"
+//!   ([`Lookup`]), [`Memtable::insert_batch`] inserts a batch with contiguous sequence
+//!   numbers, and [`Memtable::approximate_size`] tracks the heap bytes it uses.
+//! - `cursor.rs`: [`MemtableCursor`] (from [`Memtable::cursor`]), a
+//!   [`kv_iter::Cursor`] over one memtable that owns an `Arc` of it (`'static + Send`),
+//!   correct while inserts continue.
+//! - `set.rs`: [`MemtableSet`], the active memtable plus a bounded queue of immutable
+//!   ones waiting for a flush, with [`Arc`](std::sync::Arc) snapshots
+//!   ([`MemtableSetView`]) for readers.
+//! - `error.rs`: the crate's [`Error`].
 //!
 //! Sequence numbers are assigned by the caller (the engine owns the counter).
 //!

@@ -2,13 +2,11 @@
 
 use std::fmt;
 use std::ops::{Bound, RangeInclusive};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_skiplist::SkipMap;
 use kv_iter::{SeqNo, TRAILER_LEN, ValueKind, seek_key};
 
-use crate::cursor::MemtableCursor;
 use crate::entry::{EntryKey, KeySlice, Value, entry_footprint};
 use crate::{Error, Result};
 
@@ -307,14 +305,6 @@ impl Memtable {
                 value: key.shared_value(),
             },
         })
-    }
-
-    /// A cursor over every version, in internal-key order, implementing
-    /// [`kv_iter::Cursor`]. It holds a clone of the `Arc`, so it is `'static` and `Send`
-    /// and keeps the memtable alive. See [`MemtableCursor`] for what it sees of
-    /// concurrent inserts.
-    pub fn cursor(self: &Arc<Self>) -> MemtableCursor {
-        MemtableCursor::new(Arc::clone(self))
     }
 
     /// The number of entries (versions, tombstones included).

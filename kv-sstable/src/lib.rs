@@ -6,13 +6,30 @@
 //! meta-index, an index of shortened separator keys and a fixed-size footer. The byte
 //! layout is documented in `FORMAT.md` and in the [`block`] module.
 //!
-//! - [`TableBuilder`] writes a table to any [`std::io::Write`] from keys given in order
-//!   and returns its [`TableMeta`].
-//! - [`Table`] opens one from any [`ByteSource`] (a memory map, owned bytes, a positional
-//!   reader), answers [`Table::get`] through its bloom filter, and gives a
-//!   [`TableCursor`] implementing [`kv_iter::Cursor`]; [`Table::verify`] checks every
-//!   block.
-//! - [`BlockCache`] is a byte-bounded cache of decoded blocks shared by tables.
+//! # Map of the modules
+//!
+//! From the encodings up: the parts of a table (in file order), writing one, reading one:
+//!
+//! - `varint.rs`: the LEB128 integers used inside blocks.
+//! - [`block`] (`block.rs`, `block/builder.rs`): blocks, the unit of reading,
+//!   checksumming, compression and caching: prefix-compressed entries with restart
+//!   points; building one.
+//! - `compression.rs`: the per-block codecs ([`Compression`]).
+//! - `handle.rs`: [`BlockHandle`], where a block lives in the file.
+//! - `filter.rs`: the [`BloomFilter`] over user keys.
+//! - `properties.rs`: the [`Properties`] block, what a table holds.
+//! - `index.rs`: the index block, from a separator key to each data block's handle.
+//! - `footer.rs`: the fixed-size footer ([`MAGIC`], [`FORMAT_VERSION`]).
+//! - `builder.rs`: [`TableBuilder`] writes a table to any [`std::io::Write`] from keys
+//!   given in order and returns its [`TableMeta`].
+//! - `source.rs`: [`ByteSource`], where a table's bytes come from (a memory map, owned
+//!   bytes, a positional reader).
+//! - `cache.rs`: [`BlockCache`], a byte-bounded cache of decoded blocks shared by
+//!   tables.
+//! - `table.rs`: [`Table`] opens a table from a [`ByteSource`], answers [`Table::get`]
+//!   through its bloom filter, and [`Table::verify`] checks every block.
+//! - `cursor.rs`: [`TableCursor`], a table's [`kv_iter::Cursor`].
+//! - `error.rs`: the crate's [`Error`].
 //!
 //! Every offset and length read from a file is checked before use: damaged bytes give an
 //! [`Error`] naming the table and offset, never a panic, an out-of-bounds read or an

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use kv_iter::{Cursor, InternalKeyRef, MergingCursor, ValueKind, compare_internal_keys};
 
 use super::{PickContext, Task};
-use crate::db::{Inner, lock};
-use crate::stats::Counters;
+use crate::counters::Counters;
+use crate::db::Inner;
+use crate::mutex::lock;
 use crate::table_file::TableWriter;
 use crate::version::{TableHandle, Version, overlapping_pair, sort_level};
 use crate::version_edit::{TableFile, VersionEdit};

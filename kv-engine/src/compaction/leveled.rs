@@ -10,7 +10,7 @@ use super::{
     LAST_LEVEL, LeveledOptions, PickContext, Strategy, Task, any_busy, deeper, key_range,
     overlapping,
 };
-use crate::db::lock;
+use crate::mutex::lock;
 use crate::version::{TableHandle, Version};
 use crate::version_edit::MAX_LEVELS;
 

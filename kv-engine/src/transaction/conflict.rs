@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use kv_iter::Bounds;
 use kv_wal::SeqRange;
 
-use crate::db::lock;
+use crate::mutex::lock;
 use crate::{Error, Result};
 
 /// Bytes counted per remembered key on top of its length (map node, `Arc`, log slot).

@@ -12,7 +12,7 @@
 //! right after the validation. Every committed transaction therefore read exactly what
 //! a serial execution in commit order would have shown it.
 
-mod conflict;
+pub(crate) mod conflict;
 mod iter;
 
 use std::cell::RefCell;
@@ -21,11 +21,10 @@ use std::ops::{Bound, RangeBounds};
 
 use kv_iter::Bounds;
 
-pub(crate) use conflict::ConflictTracker;
 use conflict::ReadSet;
 pub use iter::TxnIter;
 
-use crate::stats::Counters;
+use crate::counters::Counters;
 use crate::{Db, Iter, Result, SeqNo, Snapshot, Value, WriteBatch, WriteOptions};
 
 /// An optimistic, serializable read-write transaction, from [`Db::transaction`].
