@@ -17,8 +17,9 @@
 //!   [`RetentionCap`].
 //! - **Followers**: [`Wal::read_from`] tails the log from a sequence number across
 //!   rotations; [`Observer`]s are told of every append and sync in order.
-//! - **File-system seam**: all I/O goes through [`Fs`]; [`OsFs`] is the real one and
-//!   [`FaultFs`] an in-memory one that simulates power loss and injects faults.
+//! - **File-system seam**: all I/O goes through [`Fs`]; [`OsFs`] is the real one. With
+//!   the `fault-injection` feature, [`FaultFs`] (in memory) and [`UnsyncedFs`] (over
+//!   the real one) simulate power loss and inject faults (see [Features](#features)).
 //!
 //! Sequence numbers are plain `u64`s limited to 56 bits (`2^56 - 1`), so they fit the
 //! internal keys of `kv-iter`.
@@ -57,10 +58,32 @@
 //! assert_eq!(wal.next_seq(), 4);
 //! # Ok::<(), kv_wal::Error>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `fault-injection` (off by default): the file systems that test crash handling,
+//!   this crate's and yours. [`FaultFs`] keeps files in memory and simulates power
+//!   loss (unsynced data and directory entries vanish, or a torn prefix or a random
+//!   subset of unsynced pages survives), fails the k-th operation of a kind, makes
+//!   writes short and flips bytes on read; [`UnsyncedFs`] runs over the real file
+//!   system and loses what was not synced when its process is killed. Enable it in
+//!   `[dev-dependencies]` to test with them:
+//!   `kv-wal = { version = "0.1", features = ["fault-injection"] }`.
+//!
+#![cfg_attr(
+    feature = "fault-injection",
+    doc = "[`FaultFs`]: crate::FaultFs\n[`UnsyncedFs`]: crate::UnsyncedFs"
+)]
+#![cfg_attr(
+    not(feature = "fault-injection"),
+    doc = "[`FaultFs`]: #features\n[`UnsyncedFs`]: #features"
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod batch;
 mod error;
+#[cfg(feature = "fault-injection")]
 mod fault_fs;
 mod format;
 mod fs;
@@ -72,11 +95,13 @@ mod recovery;
 mod retention;
 mod segment;
 mod tail;
+#[cfg(feature = "fault-injection")]
 mod unsynced_fs;
 mod writer;
 
 pub use batch::{Batch, BatchIter, Limits, Op, OpKind};
 pub use error::{Error, Result};
+#[cfg(feature = "fault-injection")]
 pub use fault_fs::{CrashMode, Fault, FaultFs, FsOp, PAGE_SIZE};
 pub use format::{
     BLOCK_SIZE, FORMAT_VERSION, FRAGMENT_HEADER_LEN, MAX_SEQ, OLDEST_FORMAT_VERSION,
@@ -92,5 +117,6 @@ pub use retention::{
     FLOORS_FILE_NAME, MAX_FLOORS, ReleaseReport, ReleasedSegment, RetentionFloor, RetentionPin,
 };
 pub use tail::{Tail, TailCursor};
+#[cfg(feature = "fault-injection")]
 pub use unsynced_fs::UnsyncedFs;
 pub use writer::Wal;
