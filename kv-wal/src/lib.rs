@@ -85,6 +85,7 @@ mod batch;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod fault_fs;
+mod floors;
 mod format;
 mod fs;
 mod observer;
@@ -103,6 +104,7 @@ pub use batch::{Batch, BatchIter, Limits, Op, OpKind};
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fault_fs::{CrashMode, Fault, FaultFs, FsOp, PAGE_SIZE};
+pub use floors::{FLOORS_FILE_NAME, MAX_FLOORS, RetentionFloor};
 pub use format::{
     BLOCK_SIZE, FORMAT_VERSION, FRAGMENT_HEADER_LEN, MAX_SEQ, OLDEST_FORMAT_VERSION,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC, parse_segment_file_name, segment_file_name,
@@ -113,9 +115,7 @@ pub use options::{AppendOptions, RecoveryMode, RetentionCap, SyncPolicy, WalOpti
 pub use reader::{Damage, DamageOutcome, LogBatch, LogReader, RecoveryReport, SeqRange};
 pub use record::{Record, RecordDamage, RecordReader, RecordWriter};
 pub use recovery::{LOCK_FILE_NAME, Recovery};
-pub use retention::{
-    FLOORS_FILE_NAME, MAX_FLOORS, ReleaseReport, ReleasedSegment, RetentionFloor, RetentionPin,
-};
+pub use retention::{ReleaseReport, ReleasedSegment, RetentionPin};
 pub use tail::{Tail, TailCursor};
 #[cfg(feature = "fault-injection")]
 pub use unsynced_fs::UnsyncedFs;

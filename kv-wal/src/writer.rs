@@ -304,7 +304,7 @@ pub(crate) struct Shared {
     pub(crate) pins: Mutex<std::collections::BTreeMap<u64, u64>>,
     pub(crate) next_pin: std::sync::atomic::AtomicU64,
     /// Durable floors (see `retention.rs`), loaded at open.
-    pub(crate) floors: Mutex<crate::retention::Floors>,
+    pub(crate) floors: Mutex<crate::floors::Floors>,
     pub(crate) observers: Arc<ObserverHub>,
     /// Fsyncs of written groups so far (see [`Shared::zero_ahead`]).
     fsyncs: std::sync::atomic::AtomicU64,
@@ -408,7 +408,7 @@ impl Wal {
             ticket: 0,
             seq: p.next_seq - 1,
         };
-        let floors = crate::retention::load_floors(&*p.opts.fs, &p.dir)?;
+        let floors = crate::floors::load_floors(&*p.opts.fs, &p.dir)?;
         let observers = Arc::new(ObserverHub::new(
             p.opts.observer_queue,
             p.opts.observer_max_wait,
