@@ -1,8 +1,8 @@
 //! Durable retention floors: the `FLOORS` file, a pin that survives restarts.
 //!
-//! A [`RetentionPin`] lives in memory: a process restart forgets it, and whoever opens
-//! the log next may release what it held. A *floor* is a pin that survives restarts,
-//! for a reader that comes back later (a replica of a restarted primary): an owner id,
+//! A [`RetentionPin`](crate::RetentionPin) lives in memory: a process restart forgets
+//! it, and whoever opens the log next may release what it held. A *floor* is a pin that
+//! survives restarts, for a reader that comes back later (a replica of a restarted primary): an owner id,
 //! a sequence number and an expiry time (wall clock). Floors are kept in the `FLOORS`
 //! file of the log directory, loaded when the log is opened (before the owner can
 //! release anything), and hold segments back like pins, subject to the same

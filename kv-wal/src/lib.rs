@@ -119,4 +119,4 @@ pub use retention::{ReleaseReport, ReleasedSegment, RetentionPin};
 pub use tail::{Tail, TailCursor};
 #[cfg(feature = "fault-injection")]
 pub use unsynced_fs::UnsyncedFs;
-pub use writer::Wal;
+pub use writer::wal::Wal;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 use crate::floors::{MAX_FLOORS, RetentionFloor, floor_min, store_floors, unix_ms};
 use crate::format::segment_path;
-use crate::writer::{Shared, Wal, relock};
+use crate::writer::shared::{Shared, relock};
+use crate::writer::wal::Wal;
 
 /// Holds back the release of segments containing sequence numbers at or above
 /// [`seq`](Self::seq), for example for a replica still reading them. Released on drop.
