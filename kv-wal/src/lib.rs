@@ -1,3 +1,25 @@
+// The modules, in the order data flows through the log (writing, then reading back):
+//
+// batch.rs         Batch: the puts and deletes of one atomic record; encoding, limits.
+// options.rs       WalOptions, SyncPolicy, AppendOptions, RecoveryMode, RetentionCap.
+// writer/          Wal: appends numbered and queued, group commit (the write and sync
+//                  roles), rotation, poisoning, the interval thread; writer/mod.rs maps
+//                  its files.
+// format.rs        the bytes: segment header, fragments and their checksums, record
+//                  layout, sync markers, segment file names (FORMAT.md).
+// fs.rs            the file-system seam every byte goes through: Fs, OsFs.
+// fault_fs.rs      (feature fault-injection) FaultFs: in memory, power loss, faults.
+// unsynced_fs.rs   (feature fault-injection) UnsyncedFs: a kill loses what is unsynced.
+// observer.rs      the bounded hand-off of appends and syncs to observers, in order.
+// tail.rs          read_from: a follower's cursor that keeps up with the writer.
+// retention.rs     releasing old segments: pins, the retention cap, floors on a Wal.
+// floors.rs        durable retention floors: the FLOORS file.
+// segment.rs       reading one segment: its header, fragments into records.
+// reader.rs        LogReader: every batch of a directory, damage under a RecoveryMode.
+// recovery.rs      opening a log: replay, cut where the mode says, continue (Recovery).
+// record.rs        the same framing for other logs (kv-engine's manifest).
+// error.rs         Error: what broke, in which file, at which offset.
+
 //! A durable, checksummed, segmented write-ahead log of atomic batches.
 //!
 //! - **Atomic batches**: a [`Batch`] of puts and deletes is one logical record; after a
