@@ -124,7 +124,7 @@ pub(crate) struct Shared {
     pub(crate) written_cv: Condvar,
     pub(crate) pins: Mutex<std::collections::BTreeMap<u64, u64>>,
     pub(crate) next_pin: std::sync::atomic::AtomicU64,
-    /// Durable floors (see `retention.rs`), loaded at open.
+    /// Durable floors (see `floors.rs`), loaded at open.
     pub(crate) floors: Mutex<Floors>,
     pub(crate) observers: Arc<ObserverHub>,
     /// Fsyncs of written groups so far (see [`Shared::zero_ahead`]).
