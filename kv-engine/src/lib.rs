@@ -127,7 +127,11 @@ pub use error::{Error, Result};
 pub use histogram::LatencySummary;
 pub use kv_iter::SeqNo;
 pub use kv_sstable::Compression;
-pub use kv_wal::{FaultFs, Fs, SyncPolicy};
+/// An in-memory file system that simulates power loss and injects I/O faults, to test
+/// crash handling with (feature `fault-injection`).
+#[cfg(feature = "fault-injection")]
+pub use kv_wal::FaultFs;
+pub use kv_wal::{Fs, SyncPolicy};
 pub use lineage::{LineageEntry, MAX_LINEAGE_ENTRIES};
 pub use options::{Options, WriteOptions};
 pub use read::{Iter, Snapshot};

@@ -285,8 +285,8 @@ impl Options {
         self
     }
 
-    /// The file system: default the operating system's. Tests pass a
-    /// [`FaultFs`](kv_wal::FaultFs).
+    /// The file system: default the operating system's. Tests pass a `FaultFs`
+    /// (feature `fault-injection`).
     pub fn fs(mut self, fs: Arc<dyn Fs>) -> Self {
         self.fs = Some(fs);
         self

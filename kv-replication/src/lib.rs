@@ -77,7 +77,7 @@
 //!    WAL keeps the primary's sequence numbers, so its position is its database's last
 //!    sequence number, recovered with the data; a crash can neither double-apply nor
 //!    skip. A bootstrap switches data sets with one atomic rename of a pointer file
-//!    (`ACTIVE`). Test: `tests/kill.rs` (replica on [`kv_wal::UnsyncedFs`], so a SIGKILL
+//!    (`ACTIVE`). Test: `tests/kill.rs` (replica on `kv_wal::UnsyncedFs`, so a SIGKILL
 //!    loses what a power cut would).
 //! 4. **Semi-sync**: with [`SemiSync`], [`Primary::write`] returns once the write is
 //!    durable on the primary and acknowledged (after fsync) by `k` replicas. On timeout

@@ -1,6 +1,6 @@
 //! The file-system seam: every file and directory operation of the log goes through
-//! [`Fs`], so tests can inject faults ([`FaultFs`](crate::FaultFs)) and the engine can
-//! reuse it for tables, the manifest and `CURRENT`.
+//! [`Fs`], so tests can inject faults (`FaultFs`, feature `fault-injection`) and the
+//! engine can reuse it for tables, the manifest and `CURRENT`.
 
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
@@ -85,7 +85,7 @@ pub trait FileLock: Send + Sync + Debug {}
 
 /// File and directory operations. Object safe: use it as `Arc<dyn Fs>`.
 ///
-/// Durability contract (what [`FaultFs`](crate::FaultFs) simulates): written data is
+/// Durability contract (what `FaultFs` simulates): written data is
 /// durable only after [`WritableFile::sync_data`]/[`sync_all`](WritableFile::sync_all);
 /// a created, renamed or removed directory entry is durable only after
 /// [`sync_dir`](Fs::sync_dir) of its directory.

@@ -1,3 +1,25 @@
+// The modules, in the order data flows through the log (writing, then reading back):
+//
+// batch.rs         Batch: the puts and deletes of one atomic record; encoding, limits.
+// options.rs       WalOptions, SyncPolicy, AppendOptions, RecoveryMode, RetentionCap.
+// writer/          Wal: appends numbered and queued, group commit (the write and sync
+//                  roles), rotation, poisoning, the interval thread; writer/mod.rs maps
+//                  its files.
+// format.rs        the bytes: segment header, fragments and their checksums, record
+//                  layout, sync markers, segment file names (FORMAT.md).
+// fs.rs            the file-system seam every byte goes through: Fs, OsFs.
+// fault_fs.rs      (feature fault-injection) FaultFs: in memory, power loss, faults.
+// unsynced_fs.rs   (feature fault-injection) UnsyncedFs: a kill loses what is unsynced.
+// observer.rs      the bounded hand-off of appends and syncs to observers, in order.
+// tail.rs          read_from: a follower's cursor that keeps up with the writer.
+// retention.rs     releasing old segments: pins, the retention cap, floors on a Wal.
+// floors.rs        durable retention floors: the FLOORS file.
+// segment.rs       reading one segment: its header, fragments into records.
+// reader.rs        LogReader: every batch of a directory, damage under a RecoveryMode.
+// recovery.rs      opening a log: replay, cut where the mode says, continue (Recovery).
+// record.rs        the same framing for other logs (kv-engine's manifest).
+// error.rs         Error: what broke, in which file, at which offset.
+
 //! A durable, checksummed, segmented write-ahead log of atomic batches.
 //!
 //! - **Atomic batches**: a [`Batch`] of puts and deletes is one logical record; after a
@@ -17,8 +39,9 @@
 //!   [`RetentionCap`].
 //! - **Followers**: [`Wal::read_from`] tails the log from a sequence number across
 //!   rotations; [`Observer`]s are told of every append and sync in order.
-//! - **File-system seam**: all I/O goes through [`Fs`]; [`OsFs`] is the real one and
-//!   [`FaultFs`] an in-memory one that simulates power loss and injects faults.
+//! - **File-system seam**: all I/O goes through [`Fs`]; [`OsFs`] is the real one. With
+//!   the `fault-injection` feature, [`FaultFs`] (in memory) and [`UnsyncedFs`] (over
+//!   the real one) simulate power loss and inject faults (see [Features](#features)).
 //!
 //! Sequence numbers are plain `u64`s limited to 56 bits (`2^56 - 1`), so they fit the
 //! internal keys of `kv-iter`.
@@ -57,11 +80,34 @@
 //! assert_eq!(wal.next_seq(), 4);
 //! # Ok::<(), kv_wal::Error>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `fault-injection` (off by default): the file systems that test crash handling,
+//!   this crate's and yours. [`FaultFs`] keeps files in memory and simulates power
+//!   loss (unsynced data and directory entries vanish, or a torn prefix or a random
+//!   subset of unsynced pages survives), fails the k-th operation of a kind, makes
+//!   writes short and flips bytes on read; [`UnsyncedFs`] runs over the real file
+//!   system and loses what was not synced when its process is killed. Enable it in
+//!   `[dev-dependencies]` to test with them:
+//!   `kv-wal = { version = "0.1", features = ["fault-injection"] }`.
+//!
+#![cfg_attr(
+    feature = "fault-injection",
+    doc = "[`FaultFs`]: crate::FaultFs\n[`UnsyncedFs`]: crate::UnsyncedFs"
+)]
+#![cfg_attr(
+    not(feature = "fault-injection"),
+    doc = "[`FaultFs`]: #features\n[`UnsyncedFs`]: #features"
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod batch;
 mod error;
+#[cfg(feature = "fault-injection")]
 mod fault_fs;
+mod floors;
 mod format;
 mod fs;
 mod observer;
@@ -72,12 +118,15 @@ mod recovery;
 mod retention;
 mod segment;
 mod tail;
+#[cfg(feature = "fault-injection")]
 mod unsynced_fs;
 mod writer;
 
 pub use batch::{Batch, BatchIter, Limits, Op, OpKind};
 pub use error::{Error, Result};
+#[cfg(feature = "fault-injection")]
 pub use fault_fs::{CrashMode, Fault, FaultFs, FsOp, PAGE_SIZE};
+pub use floors::{FLOORS_FILE_NAME, MAX_FLOORS, RetentionFloor};
 pub use format::{
     BLOCK_SIZE, FORMAT_VERSION, FRAGMENT_HEADER_LEN, MAX_SEQ, OLDEST_FORMAT_VERSION,
     SEGMENT_HEADER_LEN, SEGMENT_MAGIC, parse_segment_file_name, segment_file_name,
@@ -88,9 +137,8 @@ pub use options::{AppendOptions, RecoveryMode, RetentionCap, SyncPolicy, WalOpti
 pub use reader::{Damage, DamageOutcome, LogBatch, LogReader, RecoveryReport, SeqRange};
 pub use record::{Record, RecordDamage, RecordReader, RecordWriter};
 pub use recovery::{LOCK_FILE_NAME, Recovery};
-pub use retention::{
-    FLOORS_FILE_NAME, MAX_FLOORS, ReleaseReport, ReleasedSegment, RetentionFloor, RetentionPin,
-};
+pub use retention::{ReleaseReport, ReleasedSegment, RetentionPin};
 pub use tail::{Tail, TailCursor};
+#[cfg(feature = "fault-injection")]
 pub use unsynced_fs::UnsyncedFs;
-pub use writer::Wal;
+pub use writer::wal::Wal;

@@ -9,7 +9,9 @@ use crate::format::{parse_any_segment_number, segment_path};
 use crate::fs::FileLock;
 use crate::options::{RecoveryMode, WalOptions};
 use crate::reader::{DamageOutcome, LogBatch, LogReader, RecoveryReport};
-use crate::writer::{SegmentMeta, StartParams, Wal, create_segment};
+use crate::writer::rotation::create_segment;
+use crate::writer::shared::SegmentMeta;
+use crate::writer::wal::{StartParams, Wal};
 
 /// The name of the lock file a log takes in its directory.
 pub const LOCK_FILE_NAME: &str = "wal.lock";

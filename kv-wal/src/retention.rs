@@ -1,165 +1,16 @@
 //! Retention: releasing segments wholly below a safe sequence number, with pins that
-//! hold segments back (up to a cap), and durable floors that do so across restarts.
-//!
-//! # Floors
-//!
-//! A [`RetentionPin`] lives in memory: a process restart forgets it, and whoever opens
-//! the log next may release what it held. A *floor* is a pin that survives restarts,
-//! for a reader that comes back later (a replica of a restarted primary): an owner id,
-//! a sequence number and an expiry time (wall clock). Floors are kept in the `FLOORS`
-//! file of the log directory, loaded when the log is opened (before the owner can
-//! release anything), and hold segments back like pins, subject to the same
-//! [`RetentionCap`](crate::RetentionCap). An expired floor holds nothing: an owner
-//! that never comes back cannot keep the log forever, even if nothing ever removes
-//! its floor.
-//!
-//! `FLOORS`, little-endian: magic `KVFLOOR` and the format version 1 (8 bytes); an
-//! entry count *n* (u32, at most [`MAX_FLOORS`]); *n* entries of `owner` u64, `seq`
-//! u64 and `expires` u64 (milliseconds since the Unix epoch); a CRC-32 (IEEE) of every
-//! byte before it. Replaced by write-temp (`FLOORS.tmp`) + fsync + rename +
-//! fsync(directory). Deleting it is always safe (it only costs retention).
+//! hold segments back (up to a cap), and durable floors (`floors.rs`) that do so
+//! across restarts.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+use crate::floors::{MAX_FLOORS, RetentionFloor, floor_min, store_floors, unix_ms};
 use crate::format::segment_path;
-use crate::fs::Fs;
-use crate::writer::{Shared, Wal, relock};
-
-/// The floors file's name in the log directory.
-pub const FLOORS_FILE_NAME: &str = "FLOORS";
-const FLOORS_TMP: &str = "FLOORS.tmp";
-const FLOORS_MAGIC: &[u8; 8] = b"KVFLOOR\x01";
-/// Most floors a log keeps (one per owner: a replica, say).
-pub const MAX_FLOORS: usize = 4096;
-
-/// A durable retention floor (see the module documentation): the log keeps segments
-/// holding sequence numbers `>= seq` for `owner` until `expires`, across restarts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetentionFloor {
-    /// Whose floor it is.
-    pub owner: u64,
-    /// The oldest sequence number to keep.
-    pub seq: u64,
-    /// When it stops holding anything.
-    pub expires: SystemTime,
-}
-
-/// Floors in memory: owner -> (seq, expiry in ms since the epoch).
-pub(crate) type Floors = BTreeMap<u64, (u64, u64)>;
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn encode_floors(floors: &Floors) -> Vec<u8> {
-    let mut out = FLOORS_MAGIC.to_vec();
-    out.extend_from_slice(&(floors.len() as u32).to_le_bytes());
-    for (owner, (seq, expires)) in floors {
-        out.extend_from_slice(&owner.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&expires.to_le_bytes());
-    }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-fn decode_floors(path: &Path, bytes: &[u8]) -> Result<Floors> {
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .and_then(|s| s.try_into().ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| Error::corruption(path, at as u64, "truncated floor"))
-    };
-    if bytes.get(..8) != Some(&FLOORS_MAGIC[..]) {
-        return Err(Error::corruption(
-            path,
-            0,
-            "not a floors file of a supported version (bad magic)",
-        ));
-    }
-    let body_len = bytes
-        .len()
-        .checked_sub(4)
-        .filter(|&n| n >= 12)
-        .ok_or_else(|| Error::corruption(path, bytes.len() as u64, "truncated floors file"))?;
-    let (body, crc) = (
-        bytes.get(..body_len).unwrap_or_default(),
-        bytes.get(body_len..).unwrap_or_default(),
-    );
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return Err(Error::corruption(
-            path,
-            body_len as u64,
-            "floors checksum mismatch",
-        ));
-    }
-    let count = bytes
-        .get(8..12)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| Error::corruption(path, 8, "truncated floors file"))?
-        as usize;
-    if count > MAX_FLOORS || count.checked_mul(24).map(|n| n + 12) != Some(body_len) {
-        return Err(Error::corruption(
-            path,
-            8,
-            format!("{count} floors do not match the file length {body_len}"),
-        ));
-    }
-    let mut floors = Floors::new();
-    for i in 0..count {
-        let at = 12 + i * 24;
-        if floors
-            .insert(u64_at(at)?, (u64_at(at + 8)?, u64_at(at + 16)?))
-            .is_some()
-        {
-            return Err(Error::corruption(path, at as u64, "duplicate floor owner"));
-        }
-    }
-    Ok(floors)
-}
-
-/// The unexpired floors of the log in `dir` (none if it has no floors file).
-pub(crate) fn load_floors(fs: &dyn Fs, dir: &Path) -> Result<Floors> {
-    let path = dir.join(FLOORS_FILE_NAME);
-    if !fs.exists(&path).map_err(|e| Error::io(&path, e))? {
-        return Ok(Floors::new());
-    }
-    let bytes = crate::fs::read_all(fs, &path).map_err(|e| Error::io(&path, e))?;
-    let mut floors = decode_floors(&path, &bytes)?;
-    let now = unix_ms(SystemTime::now());
-    floors.retain(|_, (_, expires)| *expires > now);
-    Ok(floors)
-}
-
-fn store_floors(fs: &dyn Fs, dir: &Path, floors: &Floors) -> Result<()> {
-    let tmp = dir.join(FLOORS_TMP);
-    let path = dir.join(FLOORS_FILE_NAME);
-    let mut f = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.append(&encode_floors(floors))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
-}
-
-/// The lowest sequence number an unexpired floor holds.
-fn floor_min(floors: &Floors, now_ms: u64) -> Option<u64> {
-    floors
-        .values()
-        .filter(|(_, expires)| *expires > now_ms)
-        .map(|(seq, _)| *seq)
-        .min()
-}
+use crate::writer::shared::{Shared, relock};
+use crate::writer::wal::Wal;
 
 /// Holds back the release of segments containing sequence numbers at or above
 /// [`seq`](Self::seq), for example for a replica still reading them. Released on drop.
@@ -508,41 +359,5 @@ mod tests {
         assert_eq!(wal.floors()[0].seq, 2);
         drop(wal);
         assert_eq!(reopen(&fs, WalOptions::default()).floors()[0].seq, 2);
-    }
-
-    #[test]
-    fn every_damage_to_the_floors_file_is_detected() {
-        let mut floors = Floors::new();
-        floors.insert(1, (5, 1000));
-        floors.insert(u64::MAX, (7, u64::MAX));
-        let good = encode_floors(&floors);
-        let path = Path::new("/w/FLOORS");
-        assert_eq!(decode_floors(path, &good).unwrap(), floors);
-        for i in 0..good.len() {
-            let mut bad = good.clone();
-            bad[i] ^= 0x04;
-            let err = decode_floors(path, &bad).unwrap_err().to_string();
-            assert!(err.contains("FLOORS"), "flip at {i}: {err}");
-        }
-        for cut in 0..good.len() {
-            assert!(decode_floors(path, &good[..cut]).is_err(), "cut at {cut}");
-        }
-        // A count that lies, under a matching checksum.
-        let mut lying = FLOORS_MAGIC.to_vec();
-        lying.extend_from_slice(&u32::MAX.to_le_bytes());
-        let crc = crc32fast::hash(&lying);
-        lying.extend_from_slice(&crc.to_le_bytes());
-        assert!(decode_floors(path, &lying).is_err());
-        // The same owner twice.
-        let mut dup = FLOORS_MAGIC.to_vec();
-        dup.extend_from_slice(&2u32.to_le_bytes());
-        for _ in 0..2 {
-            for v in [1u64, 2, 3] {
-                dup.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        let crc = crc32fast::hash(&dup);
-        dup.extend_from_slice(&crc.to_le_bytes());
-        assert!(decode_floors(path, &dup).is_err());
     }
 }

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::format::segment_path;
 use crate::reader::{LogBatch, SeqRange};
 use crate::segment::{HeaderState, SegmentReader, Step};
-use crate::writer::{Shared, Wal, relock};
+use crate::writer::shared::{Shared, relock};
+use crate::writer::wal::Wal;
 
 /// What [`TailCursor::next`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
