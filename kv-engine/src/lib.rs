@@ -132,7 +132,7 @@ pub use kv_sstable::Compression;
 #[cfg(feature = "fault-injection")]
 pub use kv_wal::FaultFs;
 pub use kv_wal::{Fs, SyncPolicy};
-pub use lineage::{LineageEntry, MAX_LINEAGE_ENTRIES};
+pub use lineage::{LineageEntry, MAX_LINEAGE_ENTRIES, random_id};
 pub use options::{Options, WriteOptions};
 pub use read::{Iter, Snapshot};
 pub use replication::WalView;

@@ -33,7 +33,7 @@
 
 use std::path::Path;
 
-use kv_wal::Fs;
+use kv_wal::{EntryFile, Fs};
 
 use crate::filename::{LINEAGE, LINEAGE_TMP};
 use crate::{Error, Result};
@@ -97,69 +97,56 @@ pub(crate) fn forked(entries: &[LineageEntry], id: u64, next_seq: u64) -> Vec<Li
     out
 }
 
+/// The `LINEAGE` file: entries of `id` and `start_seq`, 8 bytes each, LE.
+const LINEAGE_FILE: EntryFile = EntryFile {
+    magic: *MAGIC,
+    entry_len: 16,
+    max_entries: MAX_LINEAGE_ENTRIES,
+    what: "lineage",
+};
+
 fn encode(entries: &[LineageEntry]) -> Vec<u8> {
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    let mut body = Vec::with_capacity(entries.len() * 16);
     for e in entries {
-        out.extend_from_slice(&e.id.to_le_bytes());
-        out.extend_from_slice(&e.start_seq.to_le_bytes());
+        body.extend_from_slice(&e.id.to_le_bytes());
+        body.extend_from_slice(&e.start_seq.to_le_bytes());
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    LINEAGE_FILE.encode(&body)
+}
+
+/// The engine's own error for a failure of the shared entry-file code: damage and I/O
+/// keep their kind, file and offset.
+fn engine_error(e: kv_wal::Error) -> Error {
+    match e {
+        kv_wal::Error::Corruption {
+            path,
+            offset,
+            reason,
+        } => Error::corruption(path, offset, reason),
+        kv_wal::Error::Io { path, source } => Error::io(path, source),
+        other => Error::Wal(other),
+    }
 }
 
 /// Decodes untrusted bytes read from `path`.
 fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<LineageEntry>> {
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .and_then(|s| s.try_into().ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| Error::corruption(path, at as u64, "truncated lineage entry"))
-    };
-    if bytes.get(..8) != Some(&MAGIC[..]) {
-        return Err(Error::corruption(
-            path,
-            0,
-            "not a lineage file of a supported version (bad magic)",
-        ));
-    }
-    let body_len = bytes
-        .len()
-        .checked_sub(4)
-        .filter(|&n| n >= 12)
-        .ok_or_else(|| Error::corruption(path, bytes.len() as u64, "truncated lineage file"))?;
-    let (body, crc) = (
-        bytes.get(..body_len).unwrap_or_default(),
-        bytes.get(body_len..).unwrap_or_default(),
-    );
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return Err(Error::corruption(
-            path,
-            body_len as u64,
-            "lineage checksum mismatch",
-        ));
-    }
-    let count = bytes
-        .get(8..12)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| Error::corruption(path, 8, "truncated lineage file"))?
-        as usize;
-    if count > MAX_LINEAGE_ENTRIES || count.checked_mul(16).map(|n| n + 12) != Some(body_len) {
-        return Err(Error::corruption(
-            path,
-            8,
-            format!("{count} lineage entries do not match the file length {body_len}"),
-        ));
-    }
-    let mut entries = Vec::with_capacity(count);
-    for i in 0..count {
+    let mut entries = Vec::new();
+    for (i, entry) in LINEAGE_FILE
+        .decode(path, bytes)
+        .map_err(engine_error)?
+        .enumerate()
+    {
         let at = 12 + i * 16;
+        let u64_at = |o: usize| {
+            entry
+                .get(o..o + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or_else(|| Error::corruption(path, (at + o) as u64, "truncated lineage entry"))
+        };
         entries.push(LineageEntry {
-            id: u64_at(at)?,
-            start_seq: u64_at(at + 8)?,
+            id: u64_at(0)?,
+            start_seq: u64_at(8)?,
         });
     }
     check(&entries).map_err(|d| Error::corruption(path, 12, d))?;
@@ -169,30 +156,27 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Vec<LineageEntry>> {
 /// Reads the lineage of the database in `dir` (empty if it has no `LINEAGE` file).
 pub(crate) fn load(fs: &dyn Fs, dir: &Path) -> Result<Vec<LineageEntry>> {
     let path = dir.join(LINEAGE);
-    if !fs.exists(&path).map_err(|e| Error::io(&path, e))? {
-        return Ok(Vec::new());
+    match LINEAGE_FILE.load(fs, &path).map_err(engine_error)? {
+        Some(bytes) => decode(&path, &bytes),
+        None => Ok(Vec::new()),
     }
-    let bytes = kv_wal::read_all(fs, &path).map_err(|e| Error::io(&path, e))?;
-    decode(&path, &bytes)
 }
 
 /// Replaces the lineage of the database in `dir` durably and atomically: a temporary
 /// file, fsynced, renamed over the old one, then the directory fsynced.
 pub(crate) fn store(fs: &dyn Fs, dir: &Path, entries: &[LineageEntry]) -> Result<()> {
-    let tmp = dir.join(LINEAGE_TMP);
-    let path = dir.join(LINEAGE);
-    let mut f = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.append(&encode(entries))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+    kv_wal::replace_file(fs, dir, LINEAGE, LINEAGE_TMP, &encode(entries)).map_err(engine_error)
 }
 
 /// A random 64-bit identity (never 0): hashed from the clock, the process id and a
-/// per-process counter through the standard library's randomly keyed hasher.
-pub(crate) fn random_id() -> u64 {
+/// per-process counter through the standard library's randomly keyed hasher. Lineage
+/// entries take one; kv-replication names its nodes with it.
+///
+/// ```
+/// assert_ne!(kv_engine::random_id(), kv_engine::random_id());
+/// assert_ne!(kv_engine::random_id(), 0);
+/// ```
+pub fn random_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

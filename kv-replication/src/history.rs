@@ -294,22 +294,8 @@ impl NodeState {
     }
 }
 
-/// A random 64-bit identity (never 0): hashed from the clock, the process id and a
-/// per-process counter through the standard library's randomly keyed hasher.
-pub fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish().max(1)
-}
+/// A random 64-bit identity (never 0), as kv-engine draws for its lineage entries.
+pub use kv_engine::random_id;
 
 #[cfg(test)]
 mod tests {

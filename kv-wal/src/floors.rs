@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::entry_file::{EntryFile, replace_file};
 use crate::error::{Error, Result};
 use crate::fs::Fs;
 
@@ -50,68 +51,38 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The FLOORS file: entries of owner, sequence number and expiry (ms since the epoch),
+/// 8 bytes each, LE.
+const FLOORS_FILE: EntryFile = EntryFile {
+    magic: *FLOORS_MAGIC,
+    entry_len: 24,
+    max_entries: MAX_FLOORS,
+    what: "floors",
+};
+
 fn encode_floors(floors: &Floors) -> Vec<u8> {
-    let mut out = FLOORS_MAGIC.to_vec();
-    out.extend_from_slice(&(floors.len() as u32).to_le_bytes());
+    let mut entries = Vec::with_capacity(floors.len() * 24);
     for (owner, (seq, expires)) in floors {
-        out.extend_from_slice(&owner.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&expires.to_le_bytes());
+        entries.extend_from_slice(&owner.to_le_bytes());
+        entries.extend_from_slice(&seq.to_le_bytes());
+        entries.extend_from_slice(&expires.to_le_bytes());
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    FLOORS_FILE.encode(&entries)
 }
 
 fn decode_floors(path: &Path, bytes: &[u8]) -> Result<Floors> {
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .and_then(|s| s.try_into().ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| Error::corruption(path, at as u64, "truncated floor"))
-    };
-    if bytes.get(..8) != Some(&FLOORS_MAGIC[..]) {
-        return Err(Error::corruption(
-            path,
-            0,
-            "not a floors file of a supported version (bad magic)",
-        ));
-    }
-    let body_len = bytes
-        .len()
-        .checked_sub(4)
-        .filter(|&n| n >= 12)
-        .ok_or_else(|| Error::corruption(path, bytes.len() as u64, "truncated floors file"))?;
-    let (body, crc) = (
-        bytes.get(..body_len).unwrap_or_default(),
-        bytes.get(body_len..).unwrap_or_default(),
-    );
-    if crc32fast::hash(body).to_le_bytes() != crc {
-        return Err(Error::corruption(
-            path,
-            body_len as u64,
-            "floors checksum mismatch",
-        ));
-    }
-    let count = bytes
-        .get(8..12)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| Error::corruption(path, 8, "truncated floors file"))?
-        as usize;
-    if count > MAX_FLOORS || count.checked_mul(24).map(|n| n + 12) != Some(body_len) {
-        return Err(Error::corruption(
-            path,
-            8,
-            format!("{count} floors do not match the file length {body_len}"),
-        ));
-    }
     let mut floors = Floors::new();
-    for i in 0..count {
+    for (i, entry) in FLOORS_FILE.decode(path, bytes)?.enumerate() {
         let at = 12 + i * 24;
+        let u64_at = |o: usize| {
+            entry
+                .get(o..o + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or_else(|| Error::corruption(path, (at + o) as u64, "truncated floor"))
+        };
         if floors
-            .insert(u64_at(at)?, (u64_at(at + 8)?, u64_at(at + 16)?))
+            .insert(u64_at(0)?, (u64_at(8)?, u64_at(16)?))
             .is_some()
         {
             return Err(Error::corruption(path, at as u64, "duplicate floor owner"));
@@ -123,10 +94,9 @@ fn decode_floors(path: &Path, bytes: &[u8]) -> Result<Floors> {
 /// The unexpired floors of the log in `dir` (none if it has no floors file).
 pub(crate) fn load_floors(fs: &dyn Fs, dir: &Path) -> Result<Floors> {
     let path = dir.join(FLOORS_FILE_NAME);
-    if !fs.exists(&path).map_err(|e| Error::io(&path, e))? {
+    let Some(bytes) = FLOORS_FILE.load(fs, &path)? else {
         return Ok(Floors::new());
-    }
-    let bytes = crate::fs::read_all(fs, &path).map_err(|e| Error::io(&path, e))?;
+    };
     let mut floors = decode_floors(&path, &bytes)?;
     let now = unix_ms(SystemTime::now());
     floors.retain(|_, (_, expires)| *expires > now);
@@ -134,15 +104,13 @@ pub(crate) fn load_floors(fs: &dyn Fs, dir: &Path) -> Result<Floors> {
 }
 
 pub(crate) fn store_floors(fs: &dyn Fs, dir: &Path, floors: &Floors) -> Result<()> {
-    let tmp = dir.join(FLOORS_TMP);
-    let path = dir.join(FLOORS_FILE_NAME);
-    let mut f = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.append(&encode_floors(floors))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+    replace_file(
+        fs,
+        dir,
+        FLOORS_FILE_NAME,
+        FLOORS_TMP,
+        &encode_floors(floors),
+    )
 }
 
 /// The lowest sequence number an unexpired floor holds.

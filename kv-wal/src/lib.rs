@@ -14,6 +14,8 @@
 // tail.rs          read_from: a follower's cursor that keeps up with the writer.
 // retention.rs     releasing old segments: pins, the retention cap, floors on a Wal.
 // floors.rs        durable retention floors: the FLOORS file.
+// entry_file.rs    small checksummed files of fixed-size entries (FLOORS, kv-engine's
+//                  LINEAGE), replaced by write-temp + fsync + rename + fsync(dir).
 // segment.rs       reading one segment: its header, fragments into records.
 // reader.rs        LogReader: every batch of a directory, damage under a RecoveryMode.
 // recovery.rs      opening a log: replay, cut where the mode says, continue (Recovery).
@@ -104,6 +106,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod entry_file;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod fault_fs;
@@ -123,6 +126,7 @@ mod unsynced_fs;
 mod writer;
 
 pub use batch::{Batch, BatchIter, Limits, Op, OpKind};
+pub use entry_file::{EntryFile, replace_file};
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fault_fs::{CrashMode, Fault, FaultFs, FsOp, PAGE_SIZE};
