@@ -19,10 +19,11 @@
 //! - Flush: `flush.rs` (frozen memtable to level-0 table, manifest edit, new version,
 //!   WAL release; the background loop), `table_file.rs` (writing a table durably:
 //!   temporary name, fsync, rename; opening one).
-//! - Compaction: `compaction/mod.rs` (the strategy trait, [`CompactionStyle`] and its
-//!   options, a task), `compaction/leveled.rs` and `compaction/tiered.rs` (the two
-//!   strategies), `compaction/job.rs` (running a task: merge, drop, write, install;
-//!   manual compaction).
+//! - Compaction: `compaction/style.rs` ([`CompactionStyle`] and its options),
+//!   `compaction/task.rs` (a task, the strategy trait, helpers over the levels),
+//!   `compaction/leveled.rs` and `compaction/tiered.rs` (the two strategies),
+//!   `compaction/job.rs` (running a task: merge, drop, write, install; manual
+//!   compaction).
 //! - Manifest and versions: `version_edit.rs` (one record: tables added and removed,
 //!   counters), `manifest.rs` (the log of edits, `CURRENT`, replay), `filename.rs`
 //!   (every file name of the directory).

@@ -248,7 +248,7 @@ impl Db {
             mems: mems.view(),
             version: st.version.clone(),
         };
-        let strategy = options.compaction_style.strategy();
+        let strategy = crate::compaction::strategy(&options.compaction_style);
         let compaction_threads = options.compaction_threads;
         let conflict_window = options.txn_conflict_window_bytes;
         let read_only = options.read_only;

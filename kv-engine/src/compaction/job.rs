@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kv_iter::{Cursor, InternalKeyRef, MergingCursor, ValueKind, compare_internal_keys};
 
-use super::{PickContext, Task};
+use super::task::{PickContext, Task};
 use crate::counters::Counters;
 use crate::db::Inner;
 use crate::mutex::lock;

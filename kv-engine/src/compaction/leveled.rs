@@ -6,9 +6,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{
-    LAST_LEVEL, LeveledOptions, PickContext, Strategy, Task, any_busy, deeper, key_range,
-    overlapping,
+use super::style::LeveledOptions;
+use super::task::{
+    LAST_LEVEL, PickContext, Strategy, Task, any_busy, deeper, key_range, overlapping,
 };
 use crate::mutex::lock;
 use crate::version::{TableHandle, Version};

@@ -4,7 +4,8 @@
 //! Only runs adjacent in age are merged, so the runs' sequence ranges never interleave
 //! and a point read can stop at the first (newest) run holding the key.
 
-use super::{PickContext, Strategy, Task, TieredOptions, any_busy, deeper};
+use super::style::TieredOptions;
+use super::task::{PickContext, Strategy, Task, any_busy, deeper};
 use crate::version::{TableHandle, Version};
 use std::sync::Arc;
 
