@@ -27,8 +27,8 @@ use crate::{Error, Result};
 ///   CRC-32 equal to the recorded one, then [`Table::verify`] (every block's checksum,
 ///   key order, counts against the properties, the bloom filter);
 /// - every WAL segment read on its own in absolute-consistency mode (any damage, even a
-///   torn last record, is reported; a torn tail of the last segment is marked
-///   [tolerated](FileDamage::tolerated)), then the segments together (sequence numbers
+///   torn last record, is reported; a torn tail of the last segment, or a hole in it
+///   that nothing after it proves durable, is marked [tolerated](FileDamage::tolerated)), then the segments together (sequence numbers
 ///   continuing from one to the next).
 ///
 /// Damage never stops the check: each damaged file is listed with the offset and the
@@ -295,13 +295,19 @@ fn verify_wal(fs: &dyn Fs, wal_dir: &Path, report: &mut VerifyReport) -> Result<
             continue;
         };
         let (offset, reason) = split_wal_error(&e);
-        // Damage the database's open tolerates: a torn tail of the last segment.
+        // Damage the database's open tolerates: in the last segment, a torn tail or a
+        // hole that nothing after it proves durable (point-in-time recovery, the
+        // engine's default, stops there: a power cut can lose an unsynced page before a
+        // kept one). The open also refuses a stop below the manifest's last sequence
+        // number, which this file-by-file check does not see.
         let tolerated = i == last
             && offset.is_some()
             && matches!(
-                read_segment_report(&path, RecoveryMode::TolerateTornTail),
-                Ok(r) if r.damage.iter().all(|d| d.outcome == kv_wal::DamageOutcome::TornTail)
-                    && r.damage.first().map(|d| d.offset) == offset
+                read_segment_report(&path, RecoveryMode::PointInTime),
+                Ok(r) if r.damage.iter().all(|d| matches!(
+                    d.outcome,
+                    kv_wal::DamageOutcome::TornTail | kv_wal::DamageOutcome::Stopped
+                )) && r.damage.first().map(|d| d.offset) == offset
             );
         report.damage.push(FileDamage {
             path,
