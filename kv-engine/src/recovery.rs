@@ -321,12 +321,16 @@ impl Db {
 fn refuse_if_files_exist(fs: &dyn kv_wal::Fs, path: &Path, wal_dir: &Path) -> Result<()> {
     let names = fs.list_dir(path).map_err(|e| Error::io(path, e))?;
     // A manifest describing an empty database (no tables, nothing written) is what a
-    // crash during creation leaves: not data. Any other manifest, any table, is.
+    // crash during creation leaves: not data. So is the creation's first manifest when
+    // it cannot be read: a crash before its fsync can leave it empty or torn (a file
+    // system may commit the directory entry before the data), and with no table and
+    // no WAL segment beside it (both refused below) it describes nothing that exists.
+    // Any other manifest, any table, is data.
     let holds_data = |name: &str| match filename::parse(name) {
         Some(FileKind::Table(_)) => true,
         Some(FileKind::Manifest(n)) => match replay(fs, path, n) {
             Ok(state) => state.last_seq > 0 || state.levels.iter().any(|l| !l.is_empty()),
-            Err(_) => true,
+            Err(_) => n != 1,
         },
         _ => false,
     };
