@@ -299,9 +299,11 @@ fn verify_wal(fs: &dyn Fs, wal_dir: &Path, report: &mut VerifyReport) -> Result<
         // hole that nothing after it proves durable (point-in-time recovery, the
         // engine's default, stops there: a power cut can lose an unsynced page before a
         // kept one). The open also refuses a stop below the manifest's last sequence
-        // number, which this file-by-file check does not see.
+        // number, which this file-by-file check does not see. The header is fsynced
+        // when the segment is created, before anything is appended: damage to it is
+        // never tolerated.
         let tolerated = i == last
-            && offset.is_some()
+            && offset.is_some_and(|o| o >= kv_wal::SEGMENT_HEADER_LEN as u64)
             && matches!(
                 read_segment_report(&path, RecoveryMode::PointInTime),
                 Ok(r) if r.damage.iter().all(|d| matches!(
