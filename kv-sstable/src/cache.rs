@@ -19,10 +19,11 @@ impl Weighter<(u64, u64), Arc<Block>> for BlockWeighter {
 /// A byte-bounded cache of decoded data blocks shared by any number of tables, keyed by
 /// (table id, block offset).
 ///
-/// Decompressed (or copied) blocks are charged their size; blocks borrowed from a
-/// memory map are charged a small constant, since their bytes live in the page cache.
-/// Either way a cached block has had its checksum verified once. Hits and misses are
-/// counted.
+/// It holds owned bytes only: decompressed blocks, and blocks read from a file into
+/// memory, each charged its size. Uncompressed blocks of a memory-mapped table are read
+/// from the map and never cached, so the cache cannot keep a map (or a deleted file's
+/// disk space) alive. A cached block has had its checksum verified once. Hits and
+/// misses are counted.
 ///
 /// ```
 /// use std::sync::Arc;

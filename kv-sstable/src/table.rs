@@ -116,6 +116,10 @@ pub struct Table {
     id: u64,
     cache: Arc<BlockCache>,
     index: Vec<IndexEntry>,
+    /// One bit per data block of an in-memory (mapped) source: set once the block's
+    /// checksum has been verified and it was found uncompressed, so later reads borrow
+    /// it from the map without the cache and without checksumming it again.
+    verified_mapped: Box<[AtomicU64]>,
     filter: Option<BloomFilter>,
     properties: Properties,
     filter_checks: AtomicU64,
@@ -186,8 +190,16 @@ impl Table {
             ),
             None => None,
         };
+        let verified_mapped = if file.source.as_slice().is_some() {
+            (0..index.len().div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        } else {
+            Box::default()
+        };
         Ok(Table {
             file,
+            verified_mapped,
             id: options
                 .table_id
                 .unwrap_or_else(|| NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed)),
@@ -214,19 +226,46 @@ impl Table {
         self.file.corrupt(offset, detail)
     }
 
-    /// The data block at index position `i`, through the cache.
+    /// The data block at index position `i`.
+    ///
+    /// An uncompressed block of an in-memory source (a memory map) is borrowed from the
+    /// source and never enters the block cache: a cached block that borrowed the map
+    /// would keep the whole map (and a deleted file's disk space) alive for as long as
+    /// the cache holds it. Its checksum is verified on the first read only (a bit per
+    /// block records it). Every other block (decompressed, or read from a file) goes
+    /// through the cache as owned bytes.
     pub(crate) fn data_block(&self, i: usize) -> Result<Arc<Block>> {
         let h = self
             .index
             .get(i)
             .ok_or_else(|| self.corrupt(0, format!("no data block {i}")))?
             .handle;
+        if self.is_verified_mapped(i) {
+            return self.file.borrow_verified(h).map(Arc::new);
+        }
         if let Some(b) = self.cache.get(self.id, h.offset) {
             return Ok(b);
         }
-        let block = Arc::new(self.file.load_block(h)?);
+        let block = self.file.load_block(h)?;
+        if block.is_mapped() {
+            self.set_verified_mapped(i);
+            return Ok(Arc::new(block));
+        }
+        let block = Arc::new(block);
         self.cache.insert(self.id, h.offset, Arc::clone(&block));
         Ok(block)
+    }
+
+    fn is_verified_mapped(&self, i: usize) -> bool {
+        self.verified_mapped
+            .get(i / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (i % 64)) != 0)
+    }
+
+    fn set_verified_mapped(&self, i: usize) {
+        if let Some(w) = self.verified_mapped.get(i / 64) {
+            w.fetch_or(1 << (i % 64), Ordering::Relaxed);
+        }
     }
 
     /// Index position of the first block that may hold a key `>= target`.
@@ -558,6 +597,23 @@ impl FileReader {
                 buf
             }
         }))
+    }
+
+    /// A block of an in-memory source whose checksum was verified before and which was
+    /// stored uncompressed: borrowed from the source without checking the checksum
+    /// again. Bounds and the restart array are still checked.
+    fn borrow_verified(&self, h: BlockHandle) -> Result<Block> {
+        let (start, end) = self.stored_range(h)?;
+        let len = end
+            .checked_sub(start)
+            .and_then(|n| n.checked_sub(block::TRAILER_LEN))
+            .ok_or_else(|| self.corrupt(h.offset, "block shorter than its trailer"))?;
+        let data = BlockData::Mapped {
+            source: Arc::clone(&self.source),
+            start,
+            len,
+        };
+        Block::from_data(data).map_err(|e| self.block_error(h.offset, &e))
     }
 
     fn load_block(&self, h: BlockHandle) -> Result<Block> {
