@@ -77,13 +77,13 @@ fn compacted_tables_are_unmapped_and_deleted_despite_the_block_cache() {
             for i in 0..8_000u32 {
                 assert!(db.get(key(i + round * 1000)).unwrap().is_some());
             }
-            assert_eq!(db.iter().count(), db.iter().count());
+            assert!(db.iter().all(|r| r.is_ok()));
         }
         // An iterator opened before the compaction keeps its tables readable (mapped)
         // until it is dropped.
         let held = db.iter();
         db.compact_range::<&[u8], _>(..).unwrap();
-        let n = held.map(|r| r.unwrap()).count();
+        let n = held.filter(|r| r.as_ref().unwrap().1 == value.as_slice()).count();
         assert!(n >= 8_000, "{n}");
         // And their files are gone: what is on disk is what the version lists.
         let live: usize = db.stats().levels.iter().map(|l| l.files).sum();
