@@ -83,7 +83,9 @@ fn compacted_tables_are_unmapped_and_deleted_despite_the_block_cache() {
         // until it is dropped.
         let held = db.iter();
         db.compact_range::<&[u8], _>(..).unwrap();
-        let n = held.filter(|r| r.as_ref().unwrap().1 == value.as_slice()).count();
+        let n = held
+            .filter(|r| r.as_ref().unwrap().1 == value.as_slice())
+            .count();
         assert!(n >= 8_000, "{n}");
         // And their files are gone: what is on disk is what the version lists.
         let live: usize = db.stats().levels.iter().map(|l| l.files).sum();

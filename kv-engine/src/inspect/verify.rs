@@ -299,11 +299,18 @@ fn verify_wal(fs: &dyn Fs, wal_dir: &Path, report: &mut VerifyReport) -> Result<
         // hole that nothing after it proves durable (point-in-time recovery, the
         // engine's default, stops there: a power cut can lose an unsynced page before a
         // kept one). The open also refuses a stop below the manifest's last sequence
-        // number, which this file-by-file check does not see. The header is fsynced
-        // when the segment is created, before anything is appended: damage to it is
-        // never tolerated.
+        // number, which this file-by-file check does not see. The header is written
+        // and fsynced when the segment is created, before anything is appended: a
+        // header that is missing (a kill or power cut between the file's creation and
+        // that fsync left it short or all zeros) held nothing acknowledged and is
+        // tolerated in the last segment; a header that is present but wrong never is.
+        let header_ok_or_never_written = match offset {
+            Some(o) if o >= kv_wal::SEGMENT_HEADER_LEN as u64 => true,
+            Some(0) => header_never_written(fs, &path),
+            _ => false,
+        };
         let tolerated = i == last
-            && offset.is_some_and(|o| o >= kv_wal::SEGMENT_HEADER_LEN as u64)
+            && header_ok_or_never_written
             && matches!(
                 read_segment_report(&path, RecoveryMode::PointInTime),
                 Ok(r) if r.damage.iter().all(|d| matches!(
@@ -342,6 +349,24 @@ fn verify_wal(fs: &dyn Fs, wal_dir: &Path, report: &mut VerifyReport) -> Result<
         }
     }
     Ok(())
+}
+
+/// Whether the segment at `path` is shorter than a header or starts with an all-zero
+/// header: its creation never completed (the reader's "torn header" state), as opposed
+/// to a header that was written and then damaged.
+fn header_never_written(fs: &dyn Fs, path: &Path) -> bool {
+    let Ok(size) = fs.file_size(path) else {
+        return false;
+    };
+    if size < kv_wal::SEGMENT_HEADER_LEN as u64 {
+        return true;
+    }
+    let Ok(file) = fs.open_read(path) else {
+        return false;
+    };
+    let mut header = [0u8; kv_wal::SEGMENT_HEADER_LEN];
+    matches!(file.read_at(0, &mut header), Ok(n) if n == header.len())
+        && header.iter().all(|&b| b == 0)
 }
 
 fn read_segment(path: &Path, mode: RecoveryMode) -> kv_wal::Result<()> {
