@@ -50,8 +50,13 @@ pub(crate) struct Inner {
     pub path: PathBuf,
     pub opts: Options,
     pub fs: Arc<dyn Fs>,
-    pub mmap: bool,
     pub cache: Arc<BlockCache>,
+    /// The open tables, within `max_open_files`.
+    pub tables: Arc<crate::table_cache::TableCache>,
+    /// Live iterators and the block buffers they may hold.
+    pub iter_gauge: Arc<crate::memory::Gauge>,
+    /// Running flushes and compactions and their table builders' buffers.
+    pub build_gauge: Arc<crate::memory::Gauge>,
     pub wal: Wal,
     pub mems: MemtableSet,
     pub sv: ArcSwap<SuperVersion>,

@@ -9,7 +9,7 @@ use crate::db::{Inner, State};
 use crate::filename::table_path;
 use crate::manifest::{Manifest, set_current};
 use crate::mutex::lock;
-use crate::table_file::{BuildOptions, OpenOptions, open_table, write_table};
+use crate::table_file::{BuildOptions, open_table, write_table};
 use crate::version::{TableHandle, Version, sort_level};
 use crate::version_edit::{TableFile, VersionEdit};
 use crate::{Db, Error, Result};
@@ -75,14 +75,6 @@ impl Inner {
         }
     }
 
-    pub(crate) fn open_options(&self) -> OpenOptions {
-        OpenOptions {
-            mmap: self.mmap,
-            cache: self.cache.clone(),
-            verify: self.opts.paranoid_checks,
-        }
-    }
-
     /// Writes `mem` (a frozen memtable claimed by this flush thread) as a level-0 table,
     /// records it in the manifest, installs the new version, then releases the WAL
     /// segments it covered. With several flush threads, tables are written in parallel
@@ -114,13 +106,16 @@ impl Inner {
             }
         }
         let mut cursor = mem.cursor();
+        let mut charge = self.build_gauge.charge(0);
         let file = write_table(
             &*self.fs,
             &self.path,
             number,
             &self.build_options(0),
             &mut cursor,
+            &mut charge,
         )?;
+        drop(charge);
         let handle = match &file {
             Some(f) => Some(Arc::new(self.open_handle(f.clone())?)),
             None => None,
@@ -185,9 +180,10 @@ impl Inner {
     }
 
     pub(crate) fn open_handle(&self, file: TableFile) -> Result<TableHandle> {
-        let table = open_table(&*self.fs, &self.path, &file, &self.open_options())?;
+        let table = open_table(&*self.fs, &self.path, &file, self.tables.open_options())?;
+        let slot = self.tables.slot(&file, Some(table));
         let path = table_path(&self.path, file.number);
-        Ok(TableHandle::new(file, table, path, self.graveyard.clone()))
+        Ok(TableHandle::new(file, slot, path, self.graveyard.clone()))
     }
 
     /// Appends `edit` to the manifest durably, rolling to a new manifest when the log

@@ -36,6 +36,7 @@ pub struct Options {
     pub(crate) create_if_missing: bool,
     pub(crate) error_if_exists: bool,
     pub(crate) use_mmap: bool,
+    pub(crate) max_open_files: usize,
     pub(crate) wal_preallocate: bool,
     pub(crate) manifest_max_size: u64,
     pub(crate) fs: Option<Arc<dyn Fs>>,
@@ -72,6 +73,7 @@ impl Default for Options {
             create_if_missing: true,
             error_if_exists: false,
             use_mmap: true,
+            max_open_files: 1000,
             wal_preallocate: true,
             manifest_max_size: 4 << 20,
             fs: None,
@@ -226,6 +228,18 @@ impl Options {
     /// file system; a custom [`Fs`] always reads through it.
     pub fn use_mmap(mut self, on: bool) -> Self {
         self.use_mmap = on;
+        self
+    }
+
+    /// The most tables kept open at once (default 1000, as Pebble; at least 1). An open
+    /// table holds its index and bloom filter in memory and either a memory map or,
+    /// without one, a file descriptor; beyond the limit the least recently used table
+    /// is closed and reopened on its next use (a footer, index and filter read).
+    /// `usize::MAX` keeps every table open, as RocksDB's `max_open_files = -1`. Tables
+    /// a cursor is reading stay open until the cursor moves off them, so a few more
+    /// than the limit can be open while scans run.
+    pub fn max_open_files(mut self, n: usize) -> Self {
+        self.max_open_files = n;
         self
     }
 

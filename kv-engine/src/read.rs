@@ -77,11 +77,18 @@ impl Inner {
             children.push(Box::new(c));
         }
         children.extend(sv.version.cursors());
+        // Each table cursor holds at most one block that the block cache may have let
+        // go (a decompressed or read block); mapped blocks are borrowed.
+        let tables = children.len().saturating_sub(sv.mems.memtables().count());
+        let charge = self
+            .iter_gauge
+            .charge((tables * self.opts.block_size) as u64);
         let merged = MergingCursor::new(children);
         let visible = VisibleCursor::new(merged, snapshot, Visibility::Latest);
         Iter {
             inner: CursorIter::new(BoundedCursor::new(visible, bounds)),
             _sv: sv,
+            _charge: charge,
         }
     }
 }
@@ -101,6 +108,7 @@ type Stack = BoundedCursor<VisibleCursor<MergingCursor<Box<dyn Cursor + Send>>>>
 pub struct Iter {
     inner: CursorIter<Stack>,
     _sv: Arc<SuperVersion>,
+    _charge: crate::memory::Charge,
 }
 
 impl std::fmt::Debug for Iter {

@@ -16,6 +16,7 @@ use crate::db::{Inner, State, SuperVersion};
 use crate::filename::{self, CURRENT, FileKind, LOCK, WAL_DIR};
 use crate::lineage;
 use crate::manifest::{Manifest, ManifestState, read_current, replay, set_current};
+use crate::table_cache::TableCache;
 use crate::table_file::OpenOptions;
 use crate::transaction::conflict::ConflictTracker;
 use crate::version::{Graveyard, TableHandle, Version, sort_level};
@@ -93,17 +94,35 @@ impl Db {
             cache: cache.clone(),
             verify: options.paranoid_checks,
         };
+        let tables = Arc::new(TableCache::new(
+            fs.clone(),
+            path.clone(),
+            open_opts,
+            options.max_open_files,
+        ));
         let mut version = Version::default();
         for (level, files) in state.levels.iter().enumerate() {
             let Some(slot) = version.levels.get_mut(level) else {
                 continue;
             };
             for file in files.values() {
-                let table = crate::table_file::open_table(&*fs, &path, file, &open_opts)?;
+                // Open tables while the cache has room (damage shows at the open); the
+                // rest open on first use, but must be there, whole, now.
+                let table = if tables.has_room() {
+                    Some(crate::table_file::open_table(
+                        &*fs,
+                        &path,
+                        file,
+                        tables.open_options(),
+                    )?)
+                } else {
+                    crate::table_file::check_table_file(&*fs, &path, file)?;
+                    None
+                };
                 let tpath = filename::table_path(&path, file.number);
                 slot.push(Arc::new(TableHandle::new(
                     file.clone(),
-                    table,
+                    tables.slot(file, table),
                     tpath,
                     graveyard.clone(),
                 )));
@@ -256,8 +275,10 @@ impl Db {
             path,
             opts: options,
             fs,
-            mmap,
             cache,
+            tables,
+            iter_gauge: Default::default(),
+            build_gauge: Default::default(),
             wal,
             mems,
             sv: ArcSwap::from_pointee(sv),

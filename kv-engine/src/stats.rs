@@ -94,6 +94,62 @@ pub struct Stats {
     pub write_latency: LatencySummary,
     /// An error that stopped background work, if any.
     pub background_error: Option<String>,
+    /// The memory the database holds, part by part.
+    pub memory: MemoryStats,
+}
+
+/// The memory a database holds, part by part: what [`Options`](crate::Options) bounds,
+/// and what is in use now. [`total_bytes`](Self::total_bytes) is the heap the engine
+/// accounts for; the process's resident set adds the allocator's overhead, the
+/// program's own memory and, with memory-mapped reads (the default), the table pages
+/// the operating system keeps resident (file-backed, reclaimable: they are dropped
+/// under memory pressure and do not count against a container's anonymous memory;
+/// `use_mmap(false)` reads through the block cache only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes in the memtable taking writes.
+    pub active_memtable_bytes: u64,
+    /// Bytes in frozen memtables waiting for a flush.
+    pub immutable_memtable_bytes: u64,
+    /// The memtables' bound: `memtable_size * (1 + max_immutable_memtables)`.
+    pub memtable_limit_bytes: u64,
+    /// Bytes of blocks in the block cache.
+    pub block_cache_bytes: u64,
+    /// The block cache's bound (`block_cache_bytes`).
+    pub block_cache_capacity: u64,
+    /// Bytes of index and bloom filter blocks held by open tables.
+    pub index_filter_bytes: u64,
+    /// Tables open now (each holds its index and filter, and a map or a descriptor).
+    pub open_tables: usize,
+    /// The bound on open tables (`max_open_files`).
+    pub max_open_files: usize,
+    /// Tables opened since the database was opened (first uses and reopens).
+    pub table_opens: u64,
+    /// Tables closed to stay within `max_open_files`.
+    pub table_evictions: u64,
+    /// Live iterators.
+    pub iterators: u64,
+    /// Bytes live iterators may hold outside the block cache (a block per table
+    /// cursor, an upper bound).
+    pub iterator_bytes: u64,
+    /// Flushes and compactions writing tables now.
+    pub table_builds: u64,
+    /// Bytes their table builders hold (data and index blocks being filled, filter
+    /// hashes, write buffers) plus a block per compaction input.
+    pub table_build_bytes: u64,
+}
+
+impl MemoryStats {
+    /// Everything above that is in use now: memtables, block cache, index and filter
+    /// blocks, iterators and table builders.
+    pub fn total_bytes(&self) -> u64 {
+        self.active_memtable_bytes
+            + self.immutable_memtable_bytes
+            + self.block_cache_bytes
+            + self.index_filter_bytes
+            + self.iterator_bytes
+            + self.table_build_bytes
+    }
 }
 
 impl Stats {
@@ -155,6 +211,26 @@ impl fmt::Display for Stats {
             "transactions: {} commits, {} conflicts, {} aborts",
             self.transaction_commits, self.transaction_conflicts, self.transaction_aborts
         )?;
+        let m = &self.memory;
+        writeln!(
+            f,
+            "memory: {} B accounted; memtables {} + {} B (bound {}), block cache {} / {} B, index+filter {} B in {} open tables (max {}; {} opens, {} evictions), {} iterators {} B, {} table builds {} B",
+            m.total_bytes(),
+            m.active_memtable_bytes,
+            m.immutable_memtable_bytes,
+            m.memtable_limit_bytes,
+            m.block_cache_bytes,
+            m.block_cache_capacity,
+            m.index_filter_bytes,
+            m.open_tables,
+            m.max_open_files,
+            m.table_opens,
+            m.table_evictions,
+            m.iterators,
+            m.iterator_bytes,
+            m.table_builds,
+            m.table_build_bytes
+        )?;
         writeln!(f, "level  files        bytes   get hits")?;
         for (l, s) in self.levels.iter().enumerate() {
             if s.files > 0 || s.get_hits > 0 {
@@ -213,8 +289,10 @@ impl crate::Db {
         let bloom_filter_saves = sv
             .version
             .all_tables()
-            .map(|(_, t)| t.table.filter_negatives())
-            .sum();
+            .filter_map(|(_, t)| t.slot.if_open())
+            .map(|table| table.filter_negatives())
+            .sum::<u64>()
+            + inner.tables.retired_filter_negatives();
         let background_error = crate::mutex::lock(&inner.state)
             .bg_error
             .as_ref()
@@ -254,6 +332,33 @@ impl crate::Db {
             get_latency: c.get_latency.summary(),
             write_latency: c.write_latency.summary(),
             background_error,
+            memory: {
+                let (open_tables, max_open_files, table_opens, table_evictions, meta) =
+                    inner.tables.counts();
+                let immutable_memtable_bytes: u64 = sv
+                    .mems
+                    .immutable()
+                    .iter()
+                    .map(|m| m.approximate_size() as u64)
+                    .sum();
+                MemoryStats {
+                    active_memtable_bytes: sv.mems.active().approximate_size() as u64,
+                    immutable_memtable_bytes,
+                    memtable_limit_bytes: (inner.opts.memtable_size as u64)
+                        .saturating_mul(1 + inner.opts.max_immutable_memtables as u64),
+                    block_cache_bytes: inner.cache.weight(),
+                    block_cache_capacity: inner.cache.capacity(),
+                    index_filter_bytes: meta,
+                    open_tables,
+                    max_open_files,
+                    table_opens,
+                    table_evictions,
+                    iterators: inner.iter_gauge.count(),
+                    iterator_bytes: inner.iter_gauge.bytes(),
+                    table_builds: inner.build_gauge.count(),
+                    table_build_bytes: inner.build_gauge.bytes(),
+                }
+            },
         }
     }
 }

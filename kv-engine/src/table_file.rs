@@ -17,8 +17,12 @@ use kv_sstable::{
 use kv_wal::{Fs, ReadableFile, WritableFile};
 
 use crate::filename::{table_name, table_path, table_tmp_path};
+use crate::memory::Charge;
 use crate::version_edit::TableFile;
 use crate::{Error, Result};
+
+/// Bytes a table writer buffers before handing them to the file system.
+pub(crate) const WRITE_BUFFER: usize = 256 << 10;
 
 /// `std::io::Write` over an [`Fs`] file.
 struct FsWriter {
@@ -78,7 +82,7 @@ impl<'a> TableWriter<'a> {
     ) -> Result<Self> {
         let tmp = table_tmp_path(dir, number);
         let file = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let writer = io::BufWriter::with_capacity(256 << 10, FsWriter { file });
+        let writer = io::BufWriter::with_capacity(WRITE_BUFFER, FsWriter { file });
         let topts = TableOptions::new()
             .block_size(opts.block_size)
             .compression(opts.compression)
@@ -111,6 +115,13 @@ impl<'a> TableWriter<'a> {
     /// Bytes written so far (an estimate until finished).
     pub(crate) fn size_estimate(&self) -> u64 {
         self.builder.as_ref().map_or(0, |b| b.file_size_estimate())
+    }
+
+    /// Heap bytes the writer holds: its builder's buffers and the write buffer.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.builder
+            .as_ref()
+            .map_or(0, |b| (b.memory_bytes() + WRITE_BUFFER) as u64)
     }
 
     pub(crate) fn num_entries(&self) -> u64 {
@@ -158,14 +169,15 @@ impl Drop for TableWriter<'_> {
     }
 }
 
-/// Writes every entry of `cursor` into table `number` in `dir`. Returns `None` if the
-/// cursor is empty (no file is left behind).
+/// Writes every entry of `cursor` into table `number` in `dir`, keeping `charge` at the
+/// writer's buffers. Returns `None` if the cursor is empty (no file is left behind).
 pub(crate) fn write_table(
     fs: &dyn Fs,
     dir: &Path,
     number: u64,
     opts: &BuildOptions,
     cursor: &mut dyn Cursor,
+    charge: &mut Charge,
 ) -> Result<Option<TableFile>> {
     cursor.seek_to_first()?;
     if !cursor.valid() {
@@ -174,6 +186,9 @@ pub(crate) fn write_table(
     let mut w = TableWriter::create(fs, dir, number, opts)?;
     while cursor.valid() {
         w.add(cursor.key(), cursor.value())?;
+        if w.num_entries() % 1024 == 1 {
+            charge.set(w.memory_bytes());
+        }
         cursor.next()?;
     }
     w.finish().map(Some)
@@ -216,6 +231,14 @@ pub(crate) fn open_table(
         table.verify()?;
     }
     Ok(table)
+}
+
+/// Checks that table `file` of `dir` is there with the size the manifest recorded,
+/// without opening it (a table the table cache will open on first use).
+pub(crate) fn check_table_file(fs: &dyn Fs, dir: &Path, file: &TableFile) -> Result<()> {
+    let path = table_path(dir, file.number);
+    let len = fs.file_size(&path).map_err(|e| missing_or_io(&path, e))?;
+    check_size(&path, len, file.size)
 }
 
 fn missing_or_io(path: &Path, e: io::Error) -> Error {

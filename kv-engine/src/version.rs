@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
 use kv_iter::{Cursor, SeqNo, compare_internal_keys, user_key_of};
-use kv_sstable::{Lookup, Table, TableCursor};
+use kv_sstable::{Lookup, TableCursor};
 
 use crate::Result;
+use crate::table_cache::TableSlot;
 use crate::version_edit::{MAX_LEVELS, TableFile};
 
 /// Files whose last reference is gone, waiting to be deleted by the background thread.
@@ -22,10 +23,11 @@ pub(crate) struct Graveyard {
     pub files: Mutex<Vec<PathBuf>>,
 }
 
-/// A live table: its manifest record and the open table.
+/// A live table: its manifest record and its place in the table cache (open or
+/// opened on demand).
 pub(crate) struct TableHandle {
     pub file: TableFile,
-    pub table: Arc<Table>,
+    pub slot: Arc<TableSlot>,
     /// The file's life, shared by every handle of it (a trivial move lists the same
     /// file under a second handle): it is deleted when the last handle of any level
     /// is gone, never while an older version still lists it.
@@ -62,13 +64,13 @@ impl std::fmt::Debug for TableHandle {
 impl TableHandle {
     pub(crate) fn new(
         file: TableFile,
-        table: Table,
+        slot: Arc<TableSlot>,
         path: PathBuf,
         graveyard: Arc<Graveyard>,
     ) -> Self {
         TableHandle {
             file,
-            table: Arc::new(table),
+            slot,
             life: Arc::new(FileLife {
                 path,
                 obsolete: AtomicBool::new(false),
@@ -85,7 +87,7 @@ impl TableHandle {
     pub(crate) fn relisted(&self) -> Self {
         TableHandle {
             file: self.file.clone(),
-            table: self.table.clone(),
+            slot: self.slot.clone(),
             life: self.life.clone(),
             busy: AtomicBool::new(false),
         }
@@ -145,9 +147,9 @@ impl Version {
         snapshot: SeqNo,
         probes: &std::sync::atomic::AtomicU64,
     ) -> Result<Option<(Lookup, Source)>> {
-        let probe = |t: &TableHandle| {
+        let probe = |t: &TableHandle| -> Result<Option<Lookup>> {
             probes.fetch_add(1, AtomicOrdering::Relaxed);
-            t.table.get(user_key, snapshot)
+            Ok(t.slot.with(|table| table.get(user_key, snapshot))??)
         };
         for (level, tables) in self.levels.iter().enumerate() {
             if level == 0 {
@@ -168,12 +170,13 @@ impl Version {
     }
 
     /// A cursor per level-0 table and one per deeper non-empty level, newest first.
+    /// Tables are opened (through the table cache) when a cursor first positions.
     pub(crate) fn cursors(&self) -> Vec<Box<dyn Cursor + Send>> {
         let mut out: Vec<Box<dyn Cursor + Send>> = Vec::new();
         for (level, tables) in self.levels.iter().enumerate() {
             if level == 0 {
                 for t in tables {
-                    out.push(Box::new(t.table.cursor()));
+                    out.push(Box::new(LevelCursor::new(vec![t.clone()])));
                 }
             } else if !tables.is_empty() {
                 out.push(Box::new(LevelCursor::new(tables.clone())));
@@ -239,7 +242,9 @@ pub(crate) fn overlapping_pair<'a>(
     })
 }
 
-/// A cursor over a sorted, non-overlapping run of tables: one table open at a time.
+/// A cursor over a sorted, non-overlapping run of tables: one table open at a time,
+/// opened through the table cache when the cursor reaches it (and kept open by the
+/// cursor while it is there, whatever the cache evicts).
 pub(crate) struct LevelCursor {
     tables: Vec<Arc<TableHandle>>,
     index: usize,
@@ -255,24 +260,24 @@ impl LevelCursor {
         }
     }
 
-    fn open(&mut self, index: usize) -> bool {
+    /// Positions on table `index` (unpositioned inside it); `false` past the end.
+    fn open(&mut self, index: usize) -> kv_iter::Result<bool> {
+        self.current = None;
         match self.tables.get(index) {
             Some(t) => {
                 self.index = index;
-                self.current = Some(t.table.cursor());
-                true
+                let table = t.slot.table().map_err(kv_iter::Error::source)?;
+                self.current = Some(table.cursor());
+                Ok(true)
             }
-            None => {
-                self.current = None;
-                false
-            }
+            None => Ok(false),
         }
     }
 
     /// Moves forward over exhausted tables.
     fn skip_forward(&mut self) -> kv_iter::Result<()> {
         while self.current.as_ref().is_some_and(|c| !c.valid()) {
-            if !self.open(self.index + 1) {
+            if !self.open(self.index + 1)? {
                 return Ok(());
             }
             if let Some(c) = self.current.as_mut() {
@@ -285,7 +290,7 @@ impl LevelCursor {
     /// Moves backward over exhausted tables.
     fn skip_backward(&mut self) -> kv_iter::Result<()> {
         while self.current.as_ref().is_some_and(|c| !c.valid()) {
-            if self.index == 0 || !self.open(self.index - 1) {
+            if self.index == 0 || !self.open(self.index - 1)? {
                 self.current = None;
                 return Ok(());
             }
@@ -313,8 +318,10 @@ impl Cursor for LevelCursor {
         let i = self
             .tables
             .partition_point(|t| compare_internal_keys(&t.file.largest, target) == Ordering::Less);
-        if !self.open(i) {
-            return Ok(());
+        match self.open(i) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => return self.guard(Err(e)),
         }
         let r = match self.current.as_mut() {
             Some(c) => c.seek(target).and_then(|()| self.skip_forward()),
@@ -324,8 +331,10 @@ impl Cursor for LevelCursor {
     }
 
     fn seek_to_first(&mut self) -> kv_iter::Result<()> {
-        if !self.open(0) {
-            return Ok(());
+        match self.open(0) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => return self.guard(Err(e)),
         }
         let r = match self.current.as_mut() {
             Some(c) => c.seek_to_first().and_then(|()| self.skip_forward()),
@@ -339,7 +348,9 @@ impl Cursor for LevelCursor {
             self.current = None;
             return Ok(());
         };
-        self.open(last);
+        if let Err(e) = self.open(last) {
+            return self.guard(Err(e));
+        }
         let r = match self.current.as_mut() {
             Some(c) => c.seek_to_last().and_then(|()| self.skip_backward()),
             None => Ok(()),

@@ -71,6 +71,7 @@ struct Config {
     use_mmap: bool,
     paranoid_checks: bool,
     manifest_max_size: u64,
+    max_open_files: usize,
 }
 
 impl Config {
@@ -90,7 +91,8 @@ impl Config {
             .level0_backpressure(self.l0_slowdown_files, self.l0_stop_files)
             .use_mmap(self.use_mmap)
             .paranoid_checks(self.paranoid_checks)
-            .manifest_max_size(self.manifest_max_size);
+            .manifest_max_size(self.manifest_max_size)
+            .max_open_files(self.max_open_files);
         for (level, codec) in self.compression.iter().enumerate() {
             o = o.compression(level, *codec);
         }
@@ -200,7 +202,10 @@ fn config() -> impl Strategy<Value = Config> {
         any::<bool>(),
         prop::bool::weighted(0.2),
     );
-    (style, sizes, knobs).prop_map(
+    // Table cache limits: most draws evict constantly (tables open and close under
+    // every read path), some keep everything open.
+    let files = prop_oneof![Just(1usize), Just(2), Just(3), Just(8), Just(1000)];
+    (style, sizes, knobs, files).prop_map(
         |(
             style,
             (memtable_size, max_imm, block_size, target_table_size, wal_segment_size, manifest),
@@ -216,6 +221,7 @@ fn config() -> impl Strategy<Value = Config> {
                 use_mmap,
                 paranoid_checks,
             ),
+            max_open_files,
         )| {
             // Level-0 stop strictly above the leveled trigger and the tiered run limit
             // (what validation requires); slowdown at or below stop.
@@ -243,6 +249,7 @@ fn config() -> impl Strategy<Value = Config> {
                 use_mmap,
                 paranoid_checks,
                 manifest_max_size: manifest,
+                max_open_files,
             }
         },
     )

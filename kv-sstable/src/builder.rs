@@ -278,6 +278,29 @@ impl<W: Write> TableBuilder<W> {
         self.num_entries
     }
 
+    /// Heap bytes the builder holds: the data block being filled, the index block, the
+    /// bloom filter's key hashes (8 bytes per key until the table is finished) and the
+    /// last key. The writer's own buffers are not included.
+    ///
+    /// ```
+    /// use kv_iter::{InternalKey, SeqNo, ValueKind};
+    /// use kv_sstable::{TableBuilder, TableOptions};
+    /// let mut b = TableBuilder::new(Vec::new(), TableOptions::new().bloom_bits_per_key(10))?;
+    /// let before = b.memory_bytes();
+    /// for i in 0..1000u32 {
+    ///     let k = format!("key{i:05}");
+    ///     b.add(InternalKey::new(k.as_bytes(), SeqNo::new(1)?, ValueKind::Put).as_bytes(), b"v")?;
+    /// }
+    /// assert!(b.memory_bytes() >= before + 1000 * 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_bytes(&self) -> usize {
+        self.block.memory_bytes()
+            + self.index.memory_bytes()
+            + self.filter.as_ref().map_or(0, |f| f.memory_bytes())
+            + self.last_key.capacity()
+    }
+
     /// Bytes written to the writer so far (the current data block is not included).
     pub fn file_size_estimate(&self) -> u64 {
         self.out.offset + self.block.estimated_size() as u64

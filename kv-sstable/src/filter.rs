@@ -24,6 +24,10 @@ pub(crate) struct BloomBuilder {
 }
 
 impl BloomBuilder {
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.hashes.capacity() * 8
+    }
+
     pub(crate) fn new(bits_per_key: u32) -> Self {
         BloomBuilder {
             bits_per_key,
@@ -77,6 +81,11 @@ pub struct BloomFilter {
 }
 
 impl BloomFilter {
+    /// Heap bytes the decoded filter holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.bits.capacity()
+    }
+
     /// Decodes a filter block's contents; `Err` describes what is malformed.
     pub(crate) fn decode(mut bytes: Vec<u8>) -> Result<BloomFilter, String> {
         let k = bytes.pop().ok_or("empty filter")?;

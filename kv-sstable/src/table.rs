@@ -476,6 +476,37 @@ impl Table {
         self.filter.as_ref()
     }
 
+    /// Heap bytes this open table holds besides its blocks: the decoded index (its
+    /// separators and handles), the bloom filter and the per-block bookkeeping. This is
+    /// what keeping the table open costs in memory (its data blocks are read through the
+    /// block cache or the map, and accounted there).
+    ///
+    /// ```
+    /// use kv_iter::{InternalKey, SeqNo, ValueKind};
+    /// use kv_sstable::{ReadOptions, Table, TableBuilder, TableOptions};
+    /// let mut b = TableBuilder::new(Vec::new(), TableOptions::new().bloom_bits_per_key(10))?;
+    /// for i in 0..1000u32 {
+    ///     let k = format!("key{i:05}");
+    ///     b.add(InternalKey::new(k.as_bytes(), SeqNo::new(1)?, ValueKind::Put).as_bytes(), b"v")?;
+    /// }
+    /// let table = Table::open(b.finish()?.1, ReadOptions::new())?;
+    /// // At least the filter's 10 bits per key.
+    /// assert!(table.memory_bytes() >= 1000 * 10 / 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn memory_bytes(&self) -> usize {
+        let index: usize = self
+            .index
+            .iter()
+            .map(|e| std::mem::size_of::<IndexEntry>() + e.separator.capacity())
+            .sum();
+        let filter = self.filter.as_ref().map_or(0, BloomFilter::memory_bytes);
+        std::mem::size_of::<Table>()
+            + index
+            + filter
+            + self.verified_mapped.len() * std::mem::size_of::<AtomicU64>()
+    }
+
     /// The user key range `[smallest, largest]` of the table.
     pub fn user_key_range(&self) -> (&[u8], &[u8]) {
         (

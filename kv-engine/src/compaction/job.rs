@@ -153,8 +153,12 @@ impl Inner {
     fn merge_inputs(&self, task: &Task, outputs: &mut Vec<TableFile>) -> Result<()> {
         let cursors: Vec<Box<dyn Cursor + Send>> = task
             .input_tables()
-            .map(|t| Box::new(t.table.cursor()) as Box<dyn Cursor + Send>)
-            .collect();
+            .map(|t| Ok(Box::new(t.slot.table()?.cursor()) as Box<dyn Cursor + Send>))
+            .collect::<Result<_>>()?;
+        let mut charge = self
+            .build_gauge
+            .charge((cursors.len() * self.opts.block_size) as u64);
+        let inputs_bytes = (cursors.len() * self.opts.block_size) as u64;
         let mut merged = MergingCursor::new(cursors);
         merged.seek_to_first()?;
 
@@ -246,6 +250,9 @@ impl Inner {
                 }
                 if let Some(w) = writer.as_mut() {
                     w.add(key, merged.value())?;
+                    if w.num_entries() % 1024 == 1 {
+                        charge.set(inputs_bytes + w.memory_bytes());
+                    }
                 }
             }
             merged.next()?;
@@ -339,9 +346,13 @@ impl Inner {
 
 /// Whether any of `tables` may hold `user_key` (key range, then bloom filter).
 fn may_exist_in(tables: &[Arc<TableHandle>], user_key: &[u8]) -> bool {
-    tables
-        .iter()
-        .any(|t| t.overlaps(Some(user_key), Some(user_key)) && t.table.may_contain(user_key))
+    tables.iter().any(|t| {
+        // A table that cannot be opened may hold the key: keep the tombstone.
+        t.overlaps(Some(user_key), Some(user_key))
+            && t.slot
+                .with(|table| table.may_contain(user_key))
+                .unwrap_or(true)
+    })
 }
 
 impl Db {

@@ -28,6 +28,11 @@ pub struct BlockBuilder {
 }
 
 impl BlockBuilder {
+    /// Heap bytes the builder holds (its buffers' capacities).
+    pub fn memory_bytes(&self) -> usize {
+        self.buf.capacity() + self.restarts.capacity() * 4 + self.last_key.capacity()
+    }
+
     /// A builder storing a full key every `restart_interval` entries (at least 1).
     pub fn new(restart_interval: usize) -> Self {
         BlockBuilder {

@@ -21,6 +21,7 @@
 //! l0=SLOW:STOP                level-0 slowdown and stop counts
 //! pending=SOFT:HARD           compaction debt limits in bytes, or `default`
 //! mmap=0|1 prealloc=0|1       tables read through mmap; WAL segments preallocated
+//! files=N                     most tables open at once (max_open_files)
 //! ```
 
 use std::fmt;
@@ -65,6 +66,7 @@ pub(crate) struct StressConfig {
     pending: Option<(u64, u64)>,
     mmap: bool,
     prealloc: bool,
+    max_open_files: usize,
 }
 
 impl StressConfig {
@@ -94,6 +96,7 @@ impl StressConfig {
             pending: None,
             mmap: true,
             prealloc: true,
+            max_open_files: 1000,
         }
     }
 
@@ -177,6 +180,10 @@ impl StressConfig {
             pending,
             mmap: r.below(2) == 0,
             prealloc: r.below(2) == 0,
+            max_open_files: [1, 2, 4, 16, 1000]
+                .get(r.below(5) as usize)
+                .copied()
+                .unwrap_or(1000),
         }
     }
 
@@ -201,7 +208,8 @@ impl StressConfig {
             .flush_threads(self.flush_threads)
             .level0_backpressure(self.l0_slowdown, self.l0_stop)
             .use_mmap(self.mmap)
-            .wal_preallocate(self.prealloc);
+            .wal_preallocate(self.prealloc)
+            .max_open_files(self.max_open_files);
         for (level, c) in self.compression.iter().enumerate() {
             o = o.compression(level, *c);
         }
@@ -280,9 +288,10 @@ impl fmt::Display for StressConfig {
         }
         write!(
             f,
-            ",mmap={},prealloc={}",
+            ",mmap={},prealloc={},files={}",
             u8::from(self.mmap),
-            u8::from(self.prealloc)
+            u8::from(self.prealloc),
+            self.max_open_files
         )
     }
 }
@@ -380,6 +389,7 @@ impl FromStr for StressConfig {
                 }
                 "mmap" => c.mmap = flag(value)?,
                 "prealloc" => c.prealloc = flag(value)?,
+                "files" => c.max_open_files = size(value)?,
                 _ => return Err(format!("unknown configuration key {key:?}")),
             }
         }
@@ -460,7 +470,7 @@ mod tests {
         let c = StressConfig::tiny();
         assert_eq!(
             c.to_string(),
-            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1"
+            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1,files=1000"
         );
     }
 }
