@@ -228,6 +228,12 @@ pub(crate) struct BenchArgs {
     /// Memtable size (bytes; K, M, G suffixes).
     #[arg(long, default_value = "32M", value_parser = parse_size)]
     pub memtable_size: u64,
+    /// Most tables open at once (the engine's max_open_files).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_open_files: u64,
+    /// Read tables with positional reads through the block cache instead of memory maps.
+    #[arg(long)]
+    pub no_mmap: bool,
     /// Create the benchmark's temporary database directory inside DIR (default: the
     /// system's temporary directory).
     #[arg(long, value_name = "DIR")]

@@ -20,6 +20,8 @@ pub(crate) struct Settings {
     pub compression: Compression,
     pub cache_bytes: u64,
     pub memtable_bytes: usize,
+    pub max_open_files: usize,
+    pub mmap: bool,
     pub seed: u64,
 }
 
@@ -36,6 +38,8 @@ impl Settings {
             cache_bytes: a.cache_size,
             memtable_bytes: usize::try_from(a.memtable_size)
                 .map_err(|_| CliError::usage("--memtable-size is too large"))?,
+            max_open_files: usize::try_from(a.max_open_files).unwrap_or(usize::MAX),
+            mmap: !a.no_mmap,
             seed: a.seed,
         };
         // readmissing uses keys count..2*count: they must fit too.
@@ -54,5 +58,7 @@ impl Settings {
             .compression_all(self.compression)
             .block_cache_bytes(self.cache_bytes)
             .memtable_size(self.memtable_bytes)
+            .max_open_files(self.max_open_files)
+            .use_mmap(self.mmap)
     }
 }
