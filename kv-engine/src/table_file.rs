@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use kv_iter::Cursor;
 use kv_sstable::{
-    BlockCache, ByteSource, Compression, MmapSource, ReadOptions, Table, TableBuilder, TableOptions,
+    BlockCache, ByteSource, Compression, MmapSource, ReadOptions, ReadaheadSource, Table,
+    TableBuilder, TableOptions,
 };
 use kv_wal::{Fs, ReadableFile, WritableFile};
 
@@ -239,6 +240,27 @@ pub(crate) fn check_table_file(fs: &dyn Fs, dir: &Path, file: &TableFile) -> Res
     let path = table_path(dir, file.number);
     let len = fs.file_size(&path).map_err(|e| missing_or_io(&path, e))?;
     check_size(&path, len, file.size)
+}
+
+/// Bytes a compaction reads ahead in each input table.
+pub(crate) const COMPACTION_READAHEAD: usize = 1 << 20;
+
+/// Opens table `file` of `dir` for one sequential pass (a compaction's input): with
+/// positional reads through a read-ahead window, never a memory map (the pages of a map
+/// count in the process's resident memory until it is unmapped: a compaction would
+/// leave its whole input resident) and never the shared block cache (a pass reads each
+/// block once; caching would evict blocks that readers use).
+pub(crate) fn open_table_for_scan(fs: &dyn Fs, dir: &Path, file: &TableFile) -> Result<Table> {
+    let path: PathBuf = table_path(dir, file.number);
+    let ropts = ReadOptions::new()
+        .name(table_name(file.number))
+        .table_id(file.number)
+        .cache(Arc::new(BlockCache::new(0)));
+    let f = fs.open_read(&path).map_err(|e| missing_or_io(&path, e))?;
+    let len = f.len().map_err(|e| Error::io(&path, e))?;
+    check_size(&path, len, file.size)?;
+    let source = ReadaheadSource::new(FsSource { file: f, len }, COMPACTION_READAHEAD);
+    Ok(Table::open(source, ropts)?)
 }
 
 fn missing_or_io(path: &Path, e: io::Error) -> Error {

@@ -95,5 +95,5 @@ pub use filter::BloomFilter;
 pub use footer::{FOOTER_LEN, FORMAT_VERSION, MAGIC};
 pub use handle::BlockHandle;
 pub use properties::Properties;
-pub use source::{ByteSource, FileSource, MmapSource};
+pub use source::{ByteSource, FileSource, MmapSource, ReadaheadSource};
 pub use table::{Lookup, ReadOptions, Table};

@@ -12,7 +12,7 @@ use super::task::{PickContext, Task};
 use crate::counters::Counters;
 use crate::db::Inner;
 use crate::mutex::lock;
-use crate::table_file::TableWriter;
+use crate::table_file::{TableWriter, open_table_for_scan};
 use crate::version::{TableHandle, Version, overlapping_pair, sort_level};
 use crate::version_edit::{TableFile, VersionEdit};
 use crate::{Db, Error, Result};
@@ -153,12 +153,16 @@ impl Inner {
     fn merge_inputs(&self, task: &Task, outputs: &mut Vec<TableFile>) -> Result<()> {
         let cursors: Vec<Box<dyn Cursor + Send>> = task
             .input_tables()
-            .map(|t| Ok(Box::new(t.slot.table()?.cursor()) as Box<dyn Cursor + Send>))
+            .map(|t| {
+                let table = open_table_for_scan(&*self.fs, &self.path, &t.file)?;
+                Ok(Box::new(Arc::new(table).cursor()) as Box<dyn Cursor + Send>)
+            })
             .collect::<Result<_>>()?;
-        let mut charge = self
-            .build_gauge
-            .charge((cursors.len() * self.opts.block_size) as u64);
-        let inputs_bytes = (cursors.len() * self.opts.block_size) as u64;
+        // Per input: its read-ahead window and a block.
+        let inputs_bytes = (cursors.len()
+            * (crate::table_file::COMPACTION_READAHEAD + self.opts.block_size))
+            as u64;
+        let mut charge = self.build_gauge.charge(inputs_bytes);
         let mut merged = MergingCursor::new(cursors);
         merged.seek_to_first()?;
 
