@@ -11,6 +11,7 @@ use kv_memtable::{MemtableSet, MemtableSetView};
 use kv_sstable::BlockCache;
 use kv_wal::{FileLock, Fs, Wal};
 
+use crate::bg_error::{FailedWork, ResumeState};
 use crate::compaction::Strategy;
 use crate::counters::Counters;
 use crate::manifest::Manifest;
@@ -43,6 +44,8 @@ pub(crate) struct State {
     pub manual_compactions: usize,
     /// Frozen memtables a flush thread is writing.
     pub flushing: std::collections::HashSet<kv_memtable::MemtableId>,
+    /// Retrying after an out-of-space failure (see `bg_error.rs`).
+    pub resume: ResumeState,
 }
 
 /// Everything the handle, the background thread, snapshots and iterators share.
@@ -120,16 +123,11 @@ impl Inner {
         }
     }
 
-    /// Records a background failure: writes stop until reopen.
-    pub(crate) fn set_bg_error(&self, e: Error) {
-        tracing::error!(error = %e, "background work failed; writes are stopped");
+    /// Records a background failure of `work`: writes stop until a retry succeeds (out
+    /// of space) or until reopen (anything else); see `bg_error.rs`.
+    pub(crate) fn set_bg_error(&self, e: Error, work: FailedWork) {
         let mut st = lock(&self.state);
-        if st.bg_error.is_none() {
-            st.bg_error = Some(Arc::new(e));
-        }
-        self.bg_failed.store(true, Ordering::Release);
-        drop(st);
-        self.room_cv.notify_all();
+        self.record_bg_error(&mut st, e, work);
     }
 
     /// The sequence number readers see.

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::BackgroundState;
 use crate::histogram::LatencySummary;
 use crate::version_edit::MAX_LEVELS;
 
@@ -92,8 +93,22 @@ pub struct Stats {
     pub get_latency: LatencySummary,
     /// Latency of writes (from call to return, waiting for sync included).
     pub write_latency: LatencySummary,
-    /// An error that stopped background work, if any.
+    /// The error that stopped writes, if any: a failed flush or compaction, or a failed
+    /// write or fsync of the WAL. See [`background_state`](Self::background_state) for
+    /// whether it clears by itself.
     pub background_error: Option<String>,
+
+    // Retrying after running out of space (see `Db::resume`).
+    /// Whether writes are accepted, stopped until a retry succeeds (out of disk
+    /// space), or stopped until reopen.
+    pub background_state: BackgroundState,
+    /// Retries of background work after running out of space, automatic and
+    /// [`Db::resume`](crate::Db::resume).
+    pub resume_attempts: u64,
+    /// Retries that succeeded: writes resumed without a reopen.
+    pub resumes: u64,
+    /// The out-of-space error the last successful retry cleared, if any.
+    pub last_resumed_error: Option<String>,
 }
 
 impl Stats {
@@ -180,6 +195,13 @@ impl fmt::Display for Stats {
         if let Some(e) = &self.background_error {
             write!(f, "\nbackground error: {e}")?;
         }
+        if self.resume_attempts > 0 {
+            write!(
+                f,
+                "\nresumes after running out of space: {} of {} retries succeeded",
+                self.resumes, self.resume_attempts
+            )?;
+        }
         Ok(())
     }
 }
@@ -215,10 +237,26 @@ impl crate::Db {
             .all_tables()
             .map(|(_, t)| t.table.filter_negatives())
             .sum();
-        let background_error = crate::mutex::lock(&inner.state)
-            .bg_error
-            .as_ref()
-            .map(|e| e.to_string());
+        let (background_error, background_state, resume_attempts, resumes, last_resumed_error) = {
+            let st = crate::mutex::lock(&inner.state);
+            let (error, state) = match (&st.bg_error, inner.wal.health()) {
+                (Some(e), _) if st.resume.recoverable => {
+                    (Some(e.to_string()), BackgroundState::NoSpace)
+                }
+                (Some(e), _) => (Some(e.to_string()), BackgroundState::Failed),
+                // A poisoned WAL stops writes until reopen, with or without a failed
+                // background job.
+                (None, Err(e)) => (Some(e.to_string()), BackgroundState::Failed),
+                (None, Ok(())) => (None, BackgroundState::Running),
+            };
+            (
+                error,
+                state,
+                st.resume.attempts,
+                st.resume.recoveries,
+                st.resume.last_cleared.as_ref().map(|e| e.to_string()),
+            )
+        };
         Stats {
             puts: get(&c.puts),
             deletes: get(&c.deletes),
@@ -254,6 +292,10 @@ impl crate::Db {
             get_latency: c.get_latency.summary(),
             write_latency: c.write_latency.summary(),
             background_error,
+            background_state,
+            resume_attempts,
+            resumes,
+            last_resumed_error,
         }
     }
 }

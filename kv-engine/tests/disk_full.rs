@@ -1,0 +1,689 @@
+//! A full disk (issue 18): a flush or compaction that runs out of space stops writes
+//! with a clean error while reads go on, and once space returns the engine retries the
+//! failed work by itself (with back-off) and writes resume without a reopen. A failure
+//! of the WAL is never resumed.
+//!
+//! The disk is filled by [`DiskFullFs`], a thin layer over [`FaultFs`] that answers
+//! `ENOSPC` to writes of some kinds of file only: a real disk that fills up leaves the
+//! WAL writing into its preallocated segment while a new table or manifest cannot get
+//! a block, which is the case these tests reproduce (FaultFs's own faults count
+//! operations of every file alike).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kv_engine::{BackgroundState, Db, Error, FaultFs, Options, WriteBatch, WriteOptions};
+use kv_wal::{CrashMode, FileLock, FileSyncer, Fs, ReadableFile, WritableFile};
+
+/// Which writes [`DiskFullFs`] refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Full {
+    /// None: space is back.
+    No = 0,
+    /// Table files (`*.sst`, `*.sst.tmp`).
+    Tables = 1,
+    /// The manifest and `CURRENT` (tables still get space).
+    Manifest = 2,
+    /// Every file, the WAL's included.
+    Everything = 3,
+    /// Only the WAL's fsyncs fail (with `ENOSPC`, as some file systems report it).
+    WalSync = 4,
+}
+
+#[derive(Clone, Debug)]
+struct DiskFullFs {
+    inner: FaultFs,
+    full: Arc<AtomicU8>,
+    /// Table creations still allowed while `Full::Tables` holds.
+    tables_allowed: Arc<AtomicU64>,
+    /// Failures injected so far.
+    hits: Arc<AtomicU64>,
+    /// The paths they hit, in order.
+    hit_paths: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+fn is_wal(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == "wal")
+}
+
+fn name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl DiskFullFs {
+    fn new(seed: u64) -> Self {
+        DiskFullFs {
+            inner: FaultFs::new(seed),
+            full: Arc::new(AtomicU8::new(Full::No as u8)),
+            tables_allowed: Arc::new(AtomicU64::new(0)),
+            hits: Arc::new(AtomicU64::new(0)),
+            hit_paths: Arc::default(),
+        }
+    }
+
+    fn set(&self, full: Full) {
+        self.full.store(full as u8, Ordering::SeqCst);
+    }
+
+    fn mode(&self) -> Full {
+        match self.full.load(Ordering::SeqCst) {
+            1 => Full::Tables,
+            2 => Full::Manifest,
+            3 => Full::Everything,
+            4 => Full::WalSync,
+            _ => Full::No,
+        }
+    }
+
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    fn enospc(&self, path: &Path) -> io::Error {
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        self.hit_paths.lock().unwrap().push(path.to_path_buf());
+        io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("ENOSPC (disk full) writing {}", path.display()),
+        )
+    }
+
+    /// Whether a write (or creation) of `path` runs out of space now.
+    fn refuses_write(&self, path: &Path, creating: bool) -> bool {
+        let n = name(path);
+        match self.mode() {
+            Full::No | Full::WalSync => false,
+            Full::Everything => true,
+            Full::Manifest => {
+                !is_wal(path) && (n.starts_with("MANIFEST-") || n.starts_with("CURRENT"))
+            }
+            Full::Tables => {
+                if is_wal(path) || !(n.ends_with(".sst") || n.ends_with(".sst.tmp")) {
+                    return false;
+                }
+                if creating {
+                    // The allowance is spent at creation: a table allowed in is
+                    // written whole.
+                    return self
+                        .tables_allowed
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| a.checked_sub(1))
+                        .is_err();
+                }
+                false
+            }
+        }
+    }
+
+    fn refuses_sync(&self, path: &Path) -> bool {
+        self.mode() == Full::WalSync && is_wal(path)
+    }
+}
+
+#[derive(Debug)]
+struct Writable {
+    inner: Box<dyn WritableFile>,
+    path: PathBuf,
+    fs: DiskFullFs,
+    /// Refused at creation time: every write of this file fails too (the table's
+    /// creation was let through only to fail its writes).
+    doomed: bool,
+}
+
+impl Writable {
+    fn check(&self) -> io::Result<()> {
+        if self.doomed || self.fs.refuses_write(&self.path, false) {
+            return Err(self.fs.enospc(&self.path));
+        }
+        Ok(())
+    }
+}
+
+impl WritableFile for Writable {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.write_at(offset, data)
+    }
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.append(data)
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        if self.fs.refuses_sync(&self.path) {
+            return Err(self.fs.enospc(&self.path));
+        }
+        self.inner.sync_data()
+    }
+    fn sync_all(&mut self) -> io::Result<()> {
+        if self.fs.refuses_sync(&self.path) {
+            return Err(self.fs.enospc(&self.path));
+        }
+        self.inner.sync_all()
+    }
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        if len > self.inner.len()? {
+            self.check()?;
+        }
+        self.inner.set_len(len)
+    }
+    fn preallocate(&mut self, len: u64) -> io::Result<bool> {
+        self.check()?;
+        self.inner.preallocate(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
+        Ok(Box::new(Syncer {
+            inner: self.inner.syncer()?,
+            path: self.path.clone(),
+            fs: self.fs.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct Syncer {
+    inner: Box<dyn FileSyncer>,
+    path: PathBuf,
+    fs: DiskFullFs,
+}
+
+impl FileSyncer for Syncer {
+    fn sync_data(&self) -> io::Result<()> {
+        if self.fs.refuses_sync(&self.path) {
+            return Err(self.fs.enospc(&self.path));
+        }
+        self.inner.sync_data()
+    }
+}
+
+impl Fs for DiskFullFs {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        if self.refuses_write(path, true) {
+            return Err(self.enospc(path));
+        }
+        Ok(Box::new(Writable {
+            inner: self.inner.create(path)?,
+            path: path.to_path_buf(),
+            fs: self.clone(),
+            doomed: false,
+        }))
+    }
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        Ok(Box::new(Writable {
+            inner: self.inner.open_append(path)?,
+            path: path.to_path_buf(),
+            fs: self.clone(),
+            doomed: false,
+        }))
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadableFile>> {
+        self.inner.open_read(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir(dir)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        self.inner.file_size(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        self.inner.lock(path)
+    }
+}
+
+const DIR: &str = "/db";
+
+fn options(fs: &DiskFullFs) -> Options {
+    Options::default()
+        .fs(Arc::new(fs.clone()))
+        .memtable_size(16 << 10)
+        .max_immutable_memtables(2)
+        .wal_segment_size(256 << 10)
+        .compaction_threads(0)
+        .resume_backoff(Duration::from_millis(10), Duration::from_millis(80))
+}
+
+fn key(i: usize) -> String {
+    format!("key{i:06}")
+}
+
+fn value(i: usize) -> String {
+    format!("value {i} ").repeat(8)
+}
+
+/// Writes fresh keys from `*next` until a write fails; returns the error. Every
+/// acknowledged write goes into `acked`.
+fn write_until_refused(db: &Db, next: &mut usize, acked: &mut BTreeMap<String, String>) -> Error {
+    for _ in 0..100_000 {
+        let i = *next;
+        match db.put(key(i), value(i)) {
+            Ok(()) => {
+                acked.insert(key(i), value(i));
+                *next += 1;
+            }
+            Err(e) => return e,
+        }
+    }
+    panic!("100000 writes went through on a full disk");
+}
+
+/// Checks a write is refused for lack of space, with a message that says so.
+fn assert_no_space_refusal(e: &Error) {
+    assert!(
+        matches!(e, Error::Background(_)),
+        "not a background error: {e:?}"
+    );
+    assert!(e.is_no_space(), "not out of space: {e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("disk space") && text.contains("ENOSPC"),
+        "the message does not name the cause: {text}"
+    );
+}
+
+fn assert_reads(db: &Db, acked: &BTreeMap<String, String>, when: &str) {
+    for (k, v) in acked {
+        let got = db.get(k).unwrap_or_else(|e| panic!("{when}: get {k}: {e}"));
+        assert_eq!(
+            got.as_deref(),
+            Some(v.as_bytes()),
+            "{when}: acknowledged {k} missing or wrong"
+        );
+    }
+    let scanned = db.iter().count();
+    assert_eq!(
+        scanned,
+        acked.len(),
+        "{when}: a scan sees another set of keys"
+    );
+}
+
+/// Puts until one is accepted or `limit` passes; returns how long it took.
+fn wait_until_writable(db: &Db, i: usize, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        match db.put(key(i), value(i)) {
+            Ok(()) => return start.elapsed(),
+            Err(e) if start.elapsed() < limit => {
+                assert!(e.is_no_space(), "a non-space error while waiting: {e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("writes did not resume within {limit:?}: {e}"),
+        }
+    }
+}
+
+fn reopen_and_check(fs: &DiskFullFs, acked: &BTreeMap<String, String>) {
+    fs.set(Full::No);
+    fs.inner.crash(CrashMode::DropUnsynced);
+    let db = Db::open(DIR, options(fs)).unwrap_or_else(|e| panic!("reopen: {e}"));
+    assert_reads(&db, acked, "after reopen");
+    assert_eq!(db.stats().background_state, BackgroundState::Running);
+    db.close().unwrap();
+}
+
+fn no_temporary_tables(fs: &DiskFullFs) {
+    let names = fs.list_dir(Path::new(DIR)).unwrap();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".sst.tmp")),
+        "a failed job's file was left behind: {names:?}"
+    );
+}
+
+/// A flush that cannot create its table stops writes with a clean error naming the
+/// cause, reads go on, the flush is retried with back-off while the disk stays full,
+/// and once space returns writes resume by themselves, without a reopen.
+#[test]
+fn flush_out_of_space_resumes_by_itself() {
+    let fs = DiskFullFs::new(1);
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    let mut acked = BTreeMap::new();
+    let mut next = 0;
+    for _ in 0..300 {
+        db.put(key(next), value(next)).unwrap();
+        acked.insert(key(next), value(next));
+        next += 1;
+    }
+    db.flush().unwrap();
+
+    fs.set(Full::Tables);
+    let e = write_until_refused(&db, &mut next, &mut acked);
+    assert_no_space_refusal(&e);
+    let stats = db.stats();
+    assert_eq!(stats.background_state, BackgroundState::NoSpace);
+    assert!(
+        stats
+            .background_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ENOSPC")),
+        "{:?}",
+        stats.background_error
+    );
+    assert_reads(&db, &acked, "while the disk is full");
+    assert_no_space_refusal(&db.flush().unwrap_err());
+
+    // While the disk stays full, the flush is retried, with back-off: a few times in
+    // half a second (10, 20, 40, 80, 80... ms), never in a busy loop.
+    let hits = fs.hits();
+    std::thread::sleep(Duration::from_millis(500));
+    let stats = db.stats();
+    assert_eq!(stats.background_state, BackgroundState::NoSpace);
+    assert!(
+        (2..=20).contains(&stats.resume_attempts),
+        "{} retries in 500 ms",
+        stats.resume_attempts
+    );
+    assert!(fs.hits() > hits, "the retries did not try to write");
+    assert_eq!(stats.resumes, 0);
+    assert_no_space_refusal(&db.put("refused", "x").unwrap_err());
+
+    fs.set(Full::No);
+    let took = wait_until_writable(&db, next, Duration::from_secs(5));
+    acked.insert(key(next), value(next));
+    next += 1;
+    assert!(took < Duration::from_secs(1), "resuming took {took:?}");
+    let stats = db.stats();
+    assert_eq!(stats.background_state, BackgroundState::Running);
+    assert!(stats.background_error.is_none());
+    assert_eq!(stats.resumes, 1);
+    assert!(
+        stats
+            .last_resumed_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ENOSPC")),
+        "{:?}",
+        stats.last_resumed_error
+    );
+
+    // Writes go on, flushes work again, nothing was lost, nothing left behind.
+    for _ in 0..300 {
+        db.put(key(next), value(next)).unwrap();
+        acked.insert(key(next), value(next));
+        next += 1;
+    }
+    db.flush().unwrap();
+    assert_eq!(db.stats().immutable_memtables, 0);
+    assert_reads(&db, &acked, "after resuming");
+    no_temporary_tables(&fs);
+    db.close().unwrap();
+    reopen_and_check(&fs, &acked);
+}
+
+/// A compaction that runs out of space stops writes the same way; once space returns
+/// the retry runs the compaction again and writes resume.
+#[test]
+fn compaction_out_of_space_resumes_by_itself() {
+    let fs = DiskFullFs::new(2);
+    let opts = || {
+        options(&fs)
+            .memtable_size(1 << 20)
+            .compaction_threads(1)
+            .level0_backpressure(20, 30)
+    };
+    let db = Db::open(DIR, opts()).unwrap();
+    let mut acked = BTreeMap::new();
+    let mut next = 0;
+    // Three level-0 tables: the fourth starts a compaction (trigger 4).
+    for _ in 0..3 {
+        for _ in 0..100 {
+            db.put(key(next), value(next)).unwrap();
+            acked.insert(key(next), value(next));
+            next += 1;
+        }
+        db.flush().unwrap();
+    }
+    let s = db.stats();
+    assert_eq!(s.levels[0].files, 3, "{s}");
+    let compactions = db.stats().compactions;
+
+    // The fourth flush gets its table; the compaction it starts does not.
+    fs.tables_allowed.store(1, Ordering::SeqCst);
+    fs.set(Full::Tables);
+    for _ in 0..100 {
+        db.put(key(next), value(next)).unwrap();
+        acked.insert(key(next), value(next));
+        next += 1;
+    }
+    db.flush().unwrap();
+    let e = write_until_refused(&db, &mut next, &mut acked);
+    assert_no_space_refusal(&e);
+    assert_eq!(db.stats().background_state, BackgroundState::NoSpace);
+    assert_eq!(
+        db.stats().compactions,
+        compactions,
+        "the compaction succeeded"
+    );
+    assert!(
+        fs.hit_paths
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|p| name(p).ends_with(".sst.tmp")),
+        "{:?}",
+        fs.hit_paths
+    );
+    assert_reads(&db, &acked, "while the disk is full");
+
+    fs.set(Full::No);
+    wait_until_writable(&db, next, Duration::from_secs(5));
+    acked.insert(key(next), value(next));
+    db.wait_idle().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.background_state, BackgroundState::Running);
+    assert!(stats.resumes >= 1);
+    assert!(
+        stats.compactions > compactions,
+        "the failed compaction was not run again"
+    );
+    assert!(stats.levels[0].files < 4, "level 0 was not compacted");
+    assert_reads(&db, &acked, "after resuming");
+    no_temporary_tables(&fs);
+    db.close().unwrap();
+    reopen_and_check(&fs, &acked);
+}
+
+/// A manifest append that runs out of space leaves the manifest untrusted: the retry
+/// writes a fresh one (and removes the table the failed flush wrote) before the flush
+/// runs again. Every acknowledged write survives a power cut after the resume.
+#[test]
+fn manifest_out_of_space_resumes_with_a_fresh_manifest() {
+    let fs = DiskFullFs::new(3);
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    let mut acked = BTreeMap::new();
+    let mut next = 0;
+    for _ in 0..100 {
+        db.put(key(next), value(next)).unwrap();
+        acked.insert(key(next), value(next));
+        next += 1;
+    }
+    db.flush().unwrap();
+    let manifests = |fs: &DiskFullFs| -> Vec<String> {
+        fs.list_dir(Path::new(DIR))
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with("MANIFEST-"))
+            .collect()
+    };
+    let before = manifests(&fs);
+
+    fs.set(Full::Manifest);
+    let e = write_until_refused(&db, &mut next, &mut acked);
+    assert_no_space_refusal(&e);
+    assert!(e.to_string().contains("MANIFEST-"), "{e}");
+    assert_eq!(db.stats().background_state, BackgroundState::NoSpace);
+    assert_reads(&db, &acked, "while the disk is full");
+
+    fs.set(Full::No);
+    wait_until_writable(&db, next, Duration::from_secs(5));
+    acked.insert(key(next), value(next));
+    next += 1;
+    let after = manifests(&fs);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(
+        after, before,
+        "the manifest a failed append left was kept in use"
+    );
+    assert_eq!(db.stats().resumes, 1);
+    for _ in 0..200 {
+        db.put(key(next), value(next)).unwrap();
+        acked.insert(key(next), value(next));
+        next += 1;
+    }
+    db.flush().unwrap();
+    no_temporary_tables(&fs);
+    // Every table file is one the manifest knows (the failed flush's was removed).
+    let tables = fs
+        .list_dir(Path::new(DIR))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".sst"))
+        .count();
+    let listed: usize = db.stats().levels.iter().map(|l| l.files).sum();
+    assert_eq!(tables, listed, "a failed flush's table was left behind");
+    // A power cut right after: the fresh manifest is durable.
+    drop(db);
+    reopen_and_check(&fs, &acked);
+}
+
+/// With automatic retries off, only `Db::resume` retries: it fails while the disk is
+/// full and succeeds at once when space is back.
+#[test]
+fn db_resume_retries_now() {
+    let fs = DiskFullFs::new(4);
+    let db = Db::open(DIR, options(&fs).auto_resume(false)).unwrap();
+    let mut acked = BTreeMap::new();
+    let mut next = 0;
+    fs.set(Full::Tables);
+    let e = write_until_refused(&db, &mut next, &mut acked);
+    assert_no_space_refusal(&e);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(db.stats().resume_attempts, 0, "retried by itself");
+
+    let e = db.resume().unwrap_err();
+    assert_no_space_refusal(&e);
+    assert_eq!(db.stats().resume_attempts, 1);
+    assert_eq!(db.stats().background_state, BackgroundState::NoSpace);
+
+    fs.set(Full::No);
+    db.resume().unwrap();
+    db.put(key(next), value(next)).unwrap();
+    acked.insert(key(next), value(next));
+    let stats = db.stats();
+    assert_eq!(
+        (stats.background_state, stats.resume_attempts, stats.resumes),
+        (BackgroundState::Running, 2, 1)
+    );
+    assert_reads(&db, &acked, "after resuming");
+    db.close().unwrap();
+    reopen_and_check(&fs, &acked);
+}
+
+/// A WAL fsync that fails (here with ENOSPC, as some file systems report a full disk
+/// at fsync) poisons the log: never retried, never resumed, even once space is back;
+/// only a reopen clears it, and every write acknowledged before it survives.
+#[test]
+fn wal_fsync_failure_is_not_resumed() {
+    let fs = DiskFullFs::new(5);
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    let mut acked = BTreeMap::new();
+    for i in 0..50 {
+        db.put(key(i), value(i)).unwrap();
+        acked.insert(key(i), value(i));
+    }
+    fs.set(Full::WalSync);
+    let mut b = WriteBatch::new();
+    b.put("synced", "lost");
+    let e = db
+        .write(&b, WriteOptions::default().sync(true))
+        .unwrap_err();
+    assert!(
+        !e.is_no_space(),
+        "a WAL failure counted as recoverable: {e}"
+    );
+    fs.set(Full::No);
+
+    let stats = db.stats();
+    assert_eq!(stats.background_state, BackgroundState::Failed);
+    assert!(stats.background_error.is_some());
+    let e = db.resume().unwrap_err();
+    assert!(!e.is_no_space(), "{e}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        db.put("after", "x").is_err(),
+        "a write after a failed WAL fsync"
+    );
+    assert_eq!(db.stats().background_state, BackgroundState::Failed);
+    assert_eq!(db.stats().resumes, 0);
+    // Reads go on.
+    assert_eq!(
+        db.get(key(7)).unwrap().as_deref(),
+        Some(value(7).as_bytes())
+    );
+    drop(db);
+    fs.set(Full::No);
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    for (k, v) in &acked {
+        assert_eq!(db.get(k).unwrap().as_deref(), Some(v.as_bytes()), "{k}");
+    }
+    db.put("after reopen", "x").unwrap();
+    db.close().unwrap();
+}
+
+/// A WAL append that runs out of space poisons the log too: the batch's sequence
+/// numbers were handed out without reaching the file. Never resumed.
+#[test]
+fn wal_write_out_of_space_is_not_resumed() {
+    let fs = DiskFullFs::new(6);
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    let mut acked = BTreeMap::new();
+    for i in 0..50 {
+        db.put(key(i), value(i)).unwrap();
+        acked.insert(key(i), value(i));
+    }
+    fs.set(Full::Everything);
+    let e = db.put("refused", "x").unwrap_err();
+    assert!(
+        !e.is_no_space(),
+        "a WAL failure counted as recoverable: {e}"
+    );
+    fs.set(Full::No);
+    assert_eq!(db.stats().background_state, BackgroundState::Failed);
+    assert!(!db.resume().unwrap_err().is_no_space());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        db.put("after", "x").is_err(),
+        "a write after a failed WAL append"
+    );
+    assert_eq!(db.stats().resumes, 0);
+    assert_reads(&db, &acked, "after the WAL failed");
+    drop(db);
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    assert_reads(&db, &acked, "after reopen");
+    db.close().unwrap();
+}
