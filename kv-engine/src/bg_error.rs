@@ -350,10 +350,12 @@ impl Inner {
 impl Db {
     /// Retries failed background work now, without waiting for the back-off: after an
     /// out-of-space failure of a flush or compaction, once space was freed, this makes
-    /// writes work again at once. Returns `Ok(())` when no background error is left
-    /// (also when there was none), and [`Error::Background`] with the cause when the
-    /// retry failed (still no space: the automatic retries go on) or the error is one
-    /// only a reopen clears (see [`Error::is_no_space`]).
+    /// writes work again at once. Returns `Ok(())` when writes are accepted (also when
+    /// nothing had failed), and [`Error::Background`] with the cause when the retry
+    /// failed (still no space: the automatic retries go on) or the error is one only a
+    /// reopen clears (see [`Error::is_no_space`]); a failed write or fsync of the WAL
+    /// is reported as that WAL error, and never retried (see
+    /// [`Db`](crate::Db#when-writing-fails-a-full-disk-and-other-failures)).
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;

@@ -314,10 +314,19 @@ impl Options {
         self
     }
 
-    /// Whether a flush or compaction that ran out of disk space is retried by itself
-    /// (with [`resume_backoff`](Self::resume_backoff)) until it succeeds and writes
-    /// are accepted again. Default on; off, only [`Db::resume`](crate::Db::resume)
-    /// retries.
+    /// Whether a flush or compaction that ran out of disk space (`ENOSPC`, `EDQUOT`
+    /// writing a table or the manifest) is retried by itself, with
+    /// [`resume_backoff`](Self::resume_backoff), until it succeeds and writes are
+    /// accepted again. Meanwhile writes fail with
+    /// [`Error::Background`] and reads go on. Default on; off, only
+    /// [`Db::resume`](crate::Db::resume) retries. A failed write or fsync of the WAL
+    /// is never retried, out of space or not: it stops writes until reopen (see
+    /// [`Db`](crate::Db#when-writing-fails-a-full-disk-and-other-failures)).
+    ///
+    /// ```
+    /// let opts = kv_engine::Options::default().auto_resume(false);
+    /// assert!(opts.validate().is_ok());
+    /// ```
     pub fn auto_resume(mut self, on: bool) -> Self {
         self.auto_resume = on;
         self
