@@ -28,10 +28,14 @@
 //!   file. Resuming would need a new WAL whose first sequence number continues the
 //!   old one, installed behind the replication observers and pins registered on the
 //!   current one, with the publisher told to skip the numbers of the failed group;
-//!   that is not done: reopen (which replays what the WAL made durable). With the
-//!   writes stopped at the first out-of-space table or manifest failure, the WAL is not
-//!   appended to (or rotated) while the disk is full, which is what keeps a full disk
-//!   on this recoverable path.
+//!   that is not done: reopen (which replays what the WAL made durable). A retry
+//!   checks the WAL's health before and after its work, so a poisoned log turns the
+//!   error fatal rather than being cleared. The WAL writes into space its segment
+//!   reserved when it started (preallocation), while flushes and compactions need new
+//!   space: a filling disk usually fails one of them first, and stopping writes right
+//!   then keeps the WAL from appending or starting a segment on the full disk. Only
+//!   when the disk is already full as a segment starts does the WAL fail first (the
+//!   reopen case).
 //!
 //! A fatal error replaces a recoverable one (never the other way round), and a retry
 //! that fails with a fatal error makes the error fatal.
@@ -231,20 +235,25 @@ impl Inner {
             // Made fatal meanwhile (cannot happen with no job running, but never clear
             // a fatal error).
             Ok(()) => self.bg_result(&st),
-            Err(e) if is_no_space(&e) && st.resume.recoverable => {
-                // Still full: the latest cause is the one to report, and the next retry
-                // waits twice as long (up to the cap).
-                st.resume.failed = work;
-                st.bg_error = Some(Arc::new(e));
-                st.resume.backoff = st.resume.backoff.saturating_mul(2).clamp(
-                    self.opts.resume_backoff_initial,
-                    self.opts.resume_backoff_max,
-                );
-                st.resume.next_attempt = Some(Instant::now() + st.resume.backoff);
-                self.bg_result(&st)
-            }
             Err(e) => {
-                self.record_bg_error(&mut st, e, work);
+                if is_no_space(&e) && st.resume.recoverable {
+                    // Still full: the latest cause is the one to report.
+                    st.resume.failed = work;
+                    st.bg_error = Some(Arc::new(e));
+                } else {
+                    // Fatal (or an echo of the error already recorded, which changes
+                    // nothing).
+                    self.record_bg_error(&mut st, e, work);
+                }
+                if st.resume.recoverable {
+                    // The next retry waits twice as long (up to the cap), whatever
+                    // this one failed on: never a busy loop.
+                    st.resume.backoff = st.resume.backoff.saturating_mul(2).clamp(
+                        self.opts.resume_backoff_initial,
+                        self.opts.resume_backoff_max,
+                    );
+                    st.resume.next_attempt = Some(Instant::now() + st.resume.backoff);
+                }
                 self.bg_result(&st)
             }
         };

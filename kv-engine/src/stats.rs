@@ -240,13 +240,13 @@ impl crate::Db {
         let (background_error, background_state, resume_attempts, resumes, last_resumed_error) = {
             let st = crate::mutex::lock(&inner.state);
             let (error, state) = match (&st.bg_error, inner.wal.health()) {
-                (Some(e), _) if st.resume.recoverable => {
+                (Some(e), Ok(())) if st.resume.recoverable => {
                     (Some(e.to_string()), BackgroundState::NoSpace)
                 }
-                (Some(e), _) => (Some(e.to_string()), BackgroundState::Failed),
+                (Some(e), Ok(())) => (Some(e.to_string()), BackgroundState::Failed),
                 // A poisoned WAL stops writes until reopen, with or without a failed
-                // background job.
-                (None, Err(e)) => (Some(e.to_string()), BackgroundState::Failed),
+                // background job (a retry would make that one fatal too).
+                (_, Err(e)) => (Some(e.to_string()), BackgroundState::Failed),
                 (None, Ok(())) => (None, BackgroundState::Running),
             };
             (
