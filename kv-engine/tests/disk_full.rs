@@ -751,7 +751,7 @@ fn concurrent_writers_through_a_full_disk() {
                 while !stop.load(Ordering::SeqCst) || (seen_refusal && accepted_after_refusal < 50)
                 {
                     let (k, v) = (format!("t{t}-{i:06}"), value(i));
-                    let sync = i % 7 == 0;
+                    let sync = i.is_multiple_of(7);
                     let mut b = WriteBatch::new();
                     b.put(&k, &v);
                     match db.write(&b, WriteOptions::default().sync(sync)) {
