@@ -34,6 +34,11 @@ enum Full {
     Everything = 3,
     /// Only the WAL's fsyncs fail (with `ENOSPC`, as some file systems report it).
     WalSync = 4,
+    /// Table files are created, but writing them fails.
+    TableWrites = 5,
+    /// A write to the manifest or `CURRENT` writes half its bytes, then fails (a torn
+    /// record).
+    ManifestTorn = 6,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +55,16 @@ struct DiskFullFs {
 
 fn is_wal(path: &Path) -> bool {
     path.components().any(|c| c.as_os_str() == "wal")
+}
+
+fn is_table(path: &Path) -> bool {
+    let n = name(path);
+    !is_wal(path) && (n.ends_with(".sst") || n.ends_with(".sst.tmp"))
+}
+
+fn is_manifest(path: &Path) -> bool {
+    let n = name(path);
+    !is_wal(path) && (n.starts_with("MANIFEST-") || n.starts_with("CURRENT"))
 }
 
 fn name(path: &Path) -> String {
@@ -79,6 +94,8 @@ impl DiskFullFs {
             2 => Full::Manifest,
             3 => Full::Everything,
             4 => Full::WalSync,
+            5 => Full::TableWrites,
+            6 => Full::ManifestTorn,
             _ => Full::No,
         }
     }
@@ -100,11 +117,10 @@ impl DiskFullFs {
     fn refuses_write(&self, path: &Path, creating: bool) -> bool {
         let n = name(path);
         match self.mode() {
-            Full::No | Full::WalSync => false,
+            Full::No | Full::WalSync | Full::ManifestTorn => false,
+            Full::TableWrites => !creating && is_table(path),
             Full::Everything => true,
-            Full::Manifest => {
-                !is_wal(path) && (n.starts_with("MANIFEST-") || n.starts_with("CURRENT"))
-            }
+            Full::Manifest => is_manifest(path),
             Full::Tables => {
                 if is_wal(path) || !(n.ends_with(".sst") || n.ends_with(".sst.tmp")) {
                     return false;
@@ -122,6 +138,11 @@ impl DiskFullFs {
         }
     }
 
+    /// Whether a write of `path` is torn now.
+    fn tears(&self, path: &Path) -> bool {
+        self.mode() == Full::ManifestTorn && is_manifest(path)
+    }
+
     fn refuses_sync(&self, path: &Path) -> bool {
         self.mode() == Full::WalSync && is_wal(path)
     }
@@ -132,14 +153,11 @@ struct Writable {
     inner: Box<dyn WritableFile>,
     path: PathBuf,
     fs: DiskFullFs,
-    /// Refused at creation time: every write of this file fails too (the table's
-    /// creation was let through only to fail its writes).
-    doomed: bool,
 }
 
 impl Writable {
     fn check(&self) -> io::Result<()> {
-        if self.doomed || self.fs.refuses_write(&self.path, false) {
+        if self.fs.refuses_write(&self.path, false) {
             return Err(self.fs.enospc(&self.path));
         }
         Ok(())
@@ -149,10 +167,18 @@ impl Writable {
 impl WritableFile for Writable {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.check()?;
+        if self.fs.tears(&self.path) {
+            self.inner.write_at(offset, &data[..data.len() / 2])?;
+            return Err(self.fs.enospc(&self.path));
+        }
         self.inner.write_at(offset, data)
     }
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         self.check()?;
+        if self.fs.tears(&self.path) {
+            self.inner.append(&data[..data.len() / 2])?;
+            return Err(self.fs.enospc(&self.path));
+        }
         self.inner.append(data)
     }
     fn sync_data(&mut self) -> io::Result<()> {
@@ -214,7 +240,6 @@ impl Fs for DiskFullFs {
             inner: self.inner.create(path)?,
             path: path.to_path_buf(),
             fs: self.clone(),
-            doomed: false,
         }))
     }
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
@@ -222,7 +247,6 @@ impl Fs for DiskFullFs {
             inner: self.inner.open_append(path)?,
             path: path.to_path_buf(),
             fs: self.clone(),
-            doomed: false,
         }))
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn ReadableFile>> {
@@ -816,4 +840,77 @@ fn concurrent_writers_through_a_full_disk() {
         );
     }
     db.close().unwrap();
+}
+
+/// A table is created but its writes run out of space: the partial file is removed
+/// (by the failed job or before the retry), and the retry writes the table whole.
+#[test]
+fn table_write_out_of_space_leaves_no_partial_table() {
+    let fs = DiskFullFs::new(9);
+    let db = Db::open(DIR, options(&fs)).unwrap();
+    let mut acked = BTreeMap::new();
+    let mut next = 0;
+    fs.set(Full::TableWrites);
+    let e = write_until_refused(&db, &mut next, &mut acked);
+    assert_no_space_refusal(&e);
+    assert!(e.to_string().contains(".sst"), "{e}");
+    fs.set(Full::No);
+    wait_until_writable(&db, next, Duration::from_secs(5));
+    acked.insert(key(next), value(next));
+    db.flush().unwrap();
+    no_temporary_tables(&fs);
+    let tables = fs
+        .list_dir(Path::new(DIR))
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".sst"))
+        .count();
+    let listed: usize = db.stats().levels.iter().map(|l| l.files).sum();
+    assert_eq!(tables, listed, "a failed flush's table was left behind");
+    assert_reads(&db, &acked, "after resuming");
+    db.close().unwrap();
+    reopen_and_check(&fs, &acked);
+}
+
+/// A manifest append that runs out of space halfway leaves a torn record: no edit may
+/// ever be appended after it. The retry moves to a fresh manifest, so later edits are
+/// readable at the next open; and a database closed while still out of space reopens
+/// (the torn record is the manifest's last).
+#[test]
+fn torn_manifest_record_is_never_appended_to() {
+    for close_while_full in [false, true] {
+        let fs = DiskFullFs::new(10);
+        let db = Db::open(DIR, options(&fs)).unwrap();
+        let mut acked = BTreeMap::new();
+        let mut next = 0;
+        fs.set(Full::ManifestTorn);
+        let e = write_until_refused(&db, &mut next, &mut acked);
+        assert_no_space_refusal(&e);
+        assert!(e.to_string().contains("MANIFEST-"), "{e}");
+        fs.set(Full::No);
+        if close_while_full {
+            db.close().unwrap();
+            let db = Db::open(DIR, options(&fs)).unwrap_or_else(|e| panic!("reopen: {e}"));
+            assert_reads(&db, &acked, "reopened after a torn manifest record");
+            db.close().unwrap();
+            continue;
+        }
+        wait_until_writable(&db, next, Duration::from_secs(5));
+        acked.insert(key(next), value(next));
+        next += 1;
+        // Several more edits after the resume.
+        for _ in 0..3 {
+            for _ in 0..100 {
+                db.put(key(next), value(next)).unwrap();
+                acked.insert(key(next), value(next));
+                next += 1;
+            }
+            db.flush().unwrap();
+        }
+        db.close().unwrap();
+        // No power cut: the torn bytes stay where they were written.
+        let db = Db::open(DIR, options(&fs)).unwrap_or_else(|e| panic!("reopen: {e}"));
+        assert_reads(&db, &acked, "after reopen");
+        db.close().unwrap();
+    }
 }
