@@ -39,6 +39,11 @@ enum Full {
     /// A write to the manifest or `CURRENT` writes half its bytes, then fails (a torn
     /// record).
     ManifestTorn = 6,
+    /// Not a full disk: the directory sync right after `CURRENT` is renamed fails
+    /// with `EIO` (once); then `ManifestCreate` holds.
+    CurrentSyncDirEio = 7,
+    /// Creating a manifest runs out of space (appends to the current one work).
+    ManifestCreate = 8,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +56,8 @@ struct DiskFullFs {
     hits: Arc<AtomicU64>,
     /// The paths they hit, in order.
     hit_paths: Arc<Mutex<Vec<PathBuf>>>,
+    /// `CURRENT` was just renamed: the next directory sync fails (`CurrentSyncDirEio`).
+    fail_next_sync_dir: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn is_wal(path: &Path) -> bool {
@@ -81,6 +88,7 @@ impl DiskFullFs {
             tables_allowed: Arc::new(AtomicU64::new(0)),
             hits: Arc::new(AtomicU64::new(0)),
             hit_paths: Arc::default(),
+            fail_next_sync_dir: Arc::default(),
         }
     }
 
@@ -96,6 +104,8 @@ impl DiskFullFs {
             4 => Full::WalSync,
             5 => Full::TableWrites,
             6 => Full::ManifestTorn,
+            7 => Full::CurrentSyncDirEio,
+            8 => Full::ManifestCreate,
             _ => Full::No,
         }
     }
@@ -117,10 +127,11 @@ impl DiskFullFs {
     fn refuses_write(&self, path: &Path, creating: bool) -> bool {
         let n = name(path);
         match self.mode() {
-            Full::No | Full::WalSync | Full::ManifestTorn => false,
+            Full::No | Full::WalSync | Full::ManifestTorn | Full::CurrentSyncDirEio => false,
             Full::TableWrites => !creating && is_table(path),
             Full::Everything => true,
             Full::Manifest => is_manifest(path),
+            Full::ManifestCreate => creating && name(path).starts_with("MANIFEST-"),
             Full::Tables => {
                 if is_wal(path) || !(n.ends_with(".sst") || n.ends_with(".sst.tmp")) {
                     return false;
@@ -253,7 +264,11 @@ impl Fs for DiskFullFs {
         self.inner.open_read(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
+        self.inner.rename(from, to)?;
+        if self.mode() == Full::CurrentSyncDirEio && name(to) == "CURRENT" {
+            self.fail_next_sync_dir.store(true, Ordering::SeqCst);
+        }
+        Ok(())
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_file(path)
@@ -268,6 +283,11 @@ impl Fs for DiskFullFs {
         self.inner.create_dir_all(dir)
     }
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.fail_next_sync_dir.swap(false, Ordering::SeqCst) {
+            self.set(Full::ManifestCreate);
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::other(format!("EIO syncing {}", dir.display())));
+        }
         self.inner.sync_dir(dir)
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
@@ -913,4 +933,48 @@ fn torn_manifest_record_is_never_appended_to() {
         assert_reads(&db, &acked, "after reopen");
         db.close().unwrap();
     }
+}
+
+/// A manifest roll whose directory sync fails after `CURRENT` was renamed may have
+/// moved `CURRENT` to the new manifest: going on with the old one would record later
+/// flushes where the next open does not look (their WAL released), losing them once
+/// no later roll succeeds (here the next manifest cannot be created for lack of
+/// space). That failure is fatal (not out of space), and nothing acknowledged is lost.
+#[test]
+fn failed_manifest_roll_after_current_moved_is_fatal() {
+    let fs = DiskFullFs::new(11);
+    let opts = || options(&fs).manifest_max_size(600);
+    let db = Db::open(DIR, opts()).unwrap();
+    fs.set(Full::CurrentSyncDirEio);
+    let mut acked = BTreeMap::new();
+    let mut next = 0;
+    let mut failed = None;
+    'rounds: for _ in 0..30 {
+        for _ in 0..20 {
+            match db.put(key(next), value(next)) {
+                Ok(()) => {
+                    acked.insert(key(next), value(next));
+                    next += 1;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break 'rounds;
+                }
+            }
+        }
+        if let Err(e) = db.flush() {
+            failed = Some(e);
+            break;
+        }
+    }
+    assert!(fs.hits() > 0, "no manifest roll happened");
+    let state = db.stats().background_state;
+    db.close().unwrap();
+    fs.set(Full::No);
+    let reopened = Db::open(DIR, opts()).unwrap();
+    assert_reads(&reopened, &acked, "after reopen");
+    reopened.close().unwrap();
+    let e = failed.expect("writes went on after a failed manifest roll");
+    assert!(!e.is_no_space(), "{e}");
+    assert_eq!(state, BackgroundState::Failed);
 }
