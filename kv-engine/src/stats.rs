@@ -193,7 +193,11 @@ impl fmt::Display for Stats {
         writeln!(f, "get latency:   {}", lat(&self.get_latency))?;
         write!(f, "write latency: {}", lat(&self.write_latency))?;
         if let Some(e) = &self.background_error {
-            write!(f, "\nbackground error: {e}")?;
+            let state = match self.background_state {
+                BackgroundState::NoSpace => "out of space, retrying",
+                _ => "writes stopped until reopen",
+            };
+            write!(f, "\nbackground error ({state}): {e}")?;
         }
         if self.resume_attempts > 0 {
             write!(
