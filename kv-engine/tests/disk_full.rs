@@ -753,6 +753,7 @@ fn table_creation_out_of_space_with_fault_rules() {
     let opts = || {
         Options::default()
             .fs(Arc::new(fs.clone()))
+            .wal_segment_size(256 << 10)
             .compaction_threads(0)
             .resume_backoff(Duration::from_millis(10), Duration::from_millis(80))
     };
@@ -1049,4 +1050,42 @@ fn power_cut_during_a_resume() {
         }
     }
     panic!("the resume never completed within 200 operations");
+}
+
+/// A flush that fails with an I/O error other than out of space is not retried: the
+/// database stays stopped (reads go on) until it is reopened.
+#[test]
+fn other_io_errors_are_not_resumed() {
+    use kv_wal::{Fault, FsOp};
+    let fs = FaultFs::new(12);
+    let opts = || {
+        Options::default()
+            .fs(Arc::new(fs.clone()))
+            .wal_segment_size(256 << 10)
+            .compaction_threads(0)
+            .resume_backoff(Duration::from_millis(10), Duration::from_millis(80))
+    };
+    let db = Db::open(DIR, opts()).unwrap();
+    let mut acked = BTreeMap::new();
+    for i in 0..100 {
+        db.put(key(i), value(i)).unwrap();
+        acked.insert(key(i), value(i));
+    }
+    // As above: creation 1 is the WAL segment `flush` starts, 2 the table.
+    fs.fail_nth(FsOp::Create, 2, Fault::Eio);
+    let e = db.flush().unwrap_err();
+    assert!(!e.is_no_space(), "{e}");
+    assert!(e.to_string().contains("until reopen"), "{e}");
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = db.stats();
+    assert_eq!(stats.background_state, BackgroundState::Failed);
+    assert_eq!((stats.resume_attempts, stats.resumes), (0, 0));
+    assert!(!db.resume().unwrap_err().is_no_space());
+    assert!(db.put("after", "x").is_err());
+    assert_reads(&db, &acked, "after the failure");
+    db.close().unwrap();
+    let db = Db::open(DIR, opts()).unwrap();
+    assert_reads(&db, &acked, "after reopen");
+    db.put("after reopen", "x").unwrap();
+    db.close().unwrap();
 }
