@@ -11,6 +11,7 @@ use kv_memtable::{MemtableSet, MemtableSetView};
 use kv_sstable::BlockCache;
 use kv_wal::{FileLock, Fs, Wal};
 
+use crate::bg_error::{FailedWork, ResumeState};
 use crate::compaction::Strategy;
 use crate::counters::Counters;
 use crate::manifest::Manifest;
@@ -43,6 +44,8 @@ pub(crate) struct State {
     pub manual_compactions: usize,
     /// Frozen memtables a flush thread is writing.
     pub flushing: std::collections::HashSet<kv_memtable::MemtableId>,
+    /// Retrying after an out-of-space failure (see `bg_error.rs`).
+    pub resume: ResumeState,
 }
 
 /// Everything the handle, the background thread, snapshots and iterators share.
@@ -125,16 +128,11 @@ impl Inner {
         }
     }
 
-    /// Records a background failure: writes stop until reopen.
-    pub(crate) fn set_bg_error(&self, e: Error) {
-        tracing::error!(error = %e, "background work failed; writes are stopped");
+    /// Records a background failure of `work`: writes stop until a retry succeeds (out
+    /// of space) or until reopen (anything else); see `bg_error.rs`.
+    pub(crate) fn set_bg_error(&self, e: Error, work: FailedWork) {
         let mut st = lock(&self.state);
-        if st.bg_error.is_none() {
-            st.bg_error = Some(Arc::new(e));
-        }
-        self.bg_failed.store(true, Ordering::Release);
-        drop(st);
-        self.room_cv.notify_all();
+        self.record_bg_error(&mut st, e, work);
     }
 
     /// The sequence number readers see.
@@ -163,6 +161,38 @@ impl Inner {
 ///
 /// Dropping it closes it (best effort: errors are logged); call [`Db::close`] to see
 /// them.
+///
+/// # When writing fails: a full disk and other failures
+///
+/// A failure that leaves the database unable to make writes durable stops all writes:
+/// [`put`](Db::put), [`write`](Db::write), [`flush`](Db::flush) and friends fail at
+/// once with an error naming the cause, while reads and scans go on, and nothing
+/// acknowledged is lost. [`Stats::background_state`](crate::Stats::background_state)
+/// tells which of two cases holds:
+///
+/// - **Out of disk space in a flush or compaction**
+///   ([`BackgroundState::NoSpace`](crate::BackgroundState::NoSpace)): a table or the
+///   manifest could not be written (`ENOSPC` or `EDQUOT`). Writes fail with
+///   [`Error::Background`] (for which [`Error::is_no_space`] holds) while the engine
+///   retries the failed work with back-off ([`Options::resume_backoff`], default
+///   100 ms doubling up to 5 s; [`Options::auto_resume`] turns it off). Once space is
+///   freed, the next retry succeeds and writes are accepted again, without a reopen;
+///   [`Db::resume`] retries at once. [`Stats`](crate::Stats) counts the retries and the
+///   resumes and keeps the last error a resume cleared.
+/// - **Anything else** ([`BackgroundState::Failed`](crate::BackgroundState::Failed)):
+///   damaged data, an I/O error other than out of space, and **every failure of the
+///   write-ahead log, out of space included**. A failed WAL fsync means the kernel may
+///   have dropped the pages it covered, so no later fsync of that log can prove them
+///   durable; a failed WAL write leaves a partial record and sequence numbers handed
+///   out to writes that never reached the file. Continuing would need a new log that
+///   takes over from the last durable record, which the engine does not do: writes
+///   stay stopped until the database is reopened (the reopen replays what the WAL made
+///   durable). The WAL writes into space reserved when its segment was started
+///   (preallocation, on by default), while flushes and compactions need new space, so
+///   a filling disk usually fails one of those first, and that stops writes before
+///   the WAL needs more room. When the disk is already full as a new WAL segment
+///   starts (at a memtable switch), the segment cannot be created or preallocated
+///   and the WAL fails first: that case needs the reopen.
 ///
 /// ```
 /// use kv_engine::{Db, Options};

@@ -72,8 +72,13 @@ pub enum Error {
     #[error("read: {0}")]
     Read(#[from] kv_iter::Error),
     /// An earlier background failure (flush or compaction) stopped the database from
-    /// accepting writes; reopen it to recover.
-    #[error("background work failed earlier, writes are stopped until reopen: {0}")]
+    /// accepting writes (reads go on). If the cause ran out of disk space
+    /// ([`Error::is_no_space`]), writes are accepted again once a retry succeeds: the
+    /// database retries by itself with back-off
+    /// ([`Options::resume_backoff`](crate::Options::resume_backoff)), and
+    /// [`Db::resume`](crate::Db::resume) retries at once. Any other cause lasts until
+    /// the database is reopened.
+    #[error("{}", background_message(.0))]
     Background(Arc<Error>),
     /// The database was closed.
     #[error("the database is closed")]
@@ -153,6 +158,25 @@ impl Error {
         matches!(self, Error::Conflict { .. })
     }
 
+    /// True if the device (or the quota) ran out of space writing a table or the
+    /// manifest (`ENOSPC`, `EDQUOT`), directly or as the cause of an
+    /// [`Error::Background`]: a background error of this kind clears itself once a
+    /// retry succeeds. Failures of the write-ahead log are never counted here: they
+    /// need a reopen.
+    ///
+    /// ```
+    /// use std::io;
+    /// let full = kv_engine::Error::Io {
+    ///     path: "000012.sst.tmp".into(),
+    ///     source: io::Error::from(io::ErrorKind::StorageFull),
+    /// };
+    /// assert!(full.is_no_space());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_no_space(&self) -> bool {
+        crate::bg_error::is_no_space(self)
+    }
+
     /// True for damaged data (in any file or layer).
     pub fn is_corruption(&self) -> bool {
         match self {
@@ -166,5 +190,16 @@ impl Error {
             Error::Background(inner) => inner.is_corruption(),
             _ => false,
         }
+    }
+}
+
+/// The text of [`Error::Background`]: what it takes to write again.
+fn background_message(cause: &Error) -> String {
+    if cause.is_no_space() {
+        format!(
+            "background work failed earlier for lack of disk space, writes are stopped until a retry succeeds (automatic, or Db::resume): {cause}"
+        )
+    } else {
+        format!("background work failed earlier, writes are stopped until reopen: {cause}")
     }
 }

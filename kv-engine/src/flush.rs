@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::bg_error::FailedWork;
 use crate::counters::Counters;
 use crate::db::{Inner, State};
 use crate::filename::table_path;
@@ -38,9 +39,23 @@ impl Inner {
                             break mem;
                         }
                     }
+                    // After running out of space: retry when the back-off says so.
+                    let now = Instant::now();
+                    if self.resume_due(&st).is_some_and(|t| t <= now) {
+                        drop(st);
+                        self.auto_resume();
+                        st = lock(&self.state);
+                        continue;
+                    }
+                    let wait = self
+                        .resume_due(&st)
+                        .map_or(Duration::from_millis(500), |t| {
+                            t.saturating_duration_since(now)
+                                .clamp(Duration::from_millis(1), Duration::from_millis(500))
+                        });
                     st = self
                         .bg_cv
-                        .wait_timeout(st, Duration::from_millis(500))
+                        .wait_timeout(st, wait)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0;
                     // Readers drop the last handle of obsolete tables at any time.
@@ -53,10 +68,14 @@ impl Inner {
             };
             let id = mem.id();
             let result = self.flush_memtable(mem);
-            lock(&self.state).flushing.remove(&id);
+            let mut st = lock(&self.state);
+            // One step with the removal: a retry (which waits for no flush to be
+            // running) never starts before this failure is recorded.
+            st.flushing.remove(&id);
             if let Err(e) = result {
-                self.set_bg_error(e);
+                self.record_bg_error(&mut st, e, FailedWork::Flush);
             }
+            drop(st);
             self.bg_cv.notify_all();
             self.empty_graveyard();
         }
@@ -87,6 +106,24 @@ impl Inner {
             st.next_file_number += 1;
             n
         };
+        let mut installed = false;
+        let result = self.flush_memtable_as(mem, number, &mut installed);
+        if result.is_err() && !installed {
+            // Whatever was written under this number is garbage, to remove before a
+            // retry (not sooner: a failed manifest append may have recorded it).
+            lock(&self.state).resume.orphans.push(number);
+        }
+        result
+    }
+
+    /// [`Inner::flush_memtable`] writing table `number`; sets `installed` once the
+    /// table is recorded in the manifest.
+    fn flush_memtable_as(
+        &self,
+        mem: Arc<kv_memtable::Memtable>,
+        number: u64,
+        installed: &mut bool,
+    ) -> Result<()> {
         // Invariant: a table never holds a sequence number the WAL has not made
         // durable, so after any crash the WAL continues above everything in tables.
         // (Rotation already synced the frozen memtable's segment; this is cheap then.)
@@ -149,6 +186,7 @@ impl Inner {
             added: file.iter().map(|f| (0, f.clone())).collect(),
         };
         self.log_edit(&mut st, &edit)?;
+        *installed = true;
         let mut version: Version = (*st.version).clone();
         if let (Some(h), Some(l0)) = (handle, version.levels.get_mut(0)) {
             l0.push(h);
@@ -187,25 +225,63 @@ impl Inner {
     }
 
     /// Appends `edit` to the manifest durably, rolling to a new manifest when the log
-    /// has grown past its limit. A failure here is fatal for writes (the caller turns it
-    /// into the background error).
+    /// has grown past its limit. On failure the edit must not be applied (the caller
+    /// turns the error into the background error); a failed append leaves the manifest
+    /// untrusted, so the next edit starts a fresh manifest holding the whole state.
     pub(crate) fn log_edit(&self, st: &mut State, edit: &VersionEdit) -> Result<()> {
-        st.manifest.append(edit)?;
-        if st.manifest.size() > self.opts.manifest_max_size {
+        if st.resume.manifest_broken {
             self.roll_manifest(st, edit)?;
+            st.resume.manifest_broken = false;
+            return Ok(());
+        }
+        if let Err(e) = st.manifest.append(edit) {
+            // Part of the record, or all of it unsynced, may be in the file: never
+            // append after it.
+            st.resume.manifest_broken = true;
+            return Err(e);
+        }
+        if st.manifest.size() > self.opts.manifest_max_size
+            && let Err(e) = self.roll_manifest(st, edit)
+        {
+            if !e.is_no_space() {
+                // `CURRENT` may name the new manifest already: appending to the old
+                // one could lose the next edits. Fatal (the edit is durable in both,
+                // so a reopen finds it whichever `CURRENT` names).
+                return Err(e);
+            }
+            // Out of space before `CURRENT` moved: the current manifest holds the edit
+            // and stays in use; the roll is only tidying, tried again after the next
+            // edit.
+            tracing::warn!(error = %e, "could not roll the manifest for lack of space; appending to the current one");
         }
         Ok(())
     }
 
     /// Writes a new manifest holding the whole state (with `pending` applied), points
-    /// `CURRENT` at it, and only then removes the old one.
+    /// `CURRENT` at it, and only then removes the old one. On failure the current
+    /// manifest stays in use and the new file is removed, unless `CURRENT` may point
+    /// at it already: that error is not an out-of-space one, so it stays fatal.
     fn roll_manifest(&self, st: &mut State, pending: &VersionEdit) -> Result<()> {
         let number = st.next_file_number;
         st.next_file_number += 1;
         let mut snapshot = snapshot_edit(&st.version, pending);
         snapshot.next_file_number = Some(st.next_file_number);
-        let manifest = Manifest::create(&*self.fs, &self.path, number, &snapshot)?;
-        set_current(&*self.fs, &self.path, number)?;
+        let new_path = self.path.join(crate::filename::manifest_name(number));
+        let manifest = match Manifest::create(&*self.fs, &self.path, number, &snapshot) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.fs.remove_file(&new_path);
+                return Err(e);
+            }
+        };
+        if let Err(e) = set_current(&*self.fs, &self.path, number) {
+            if e.is_no_space() {
+                // `CURRENT` still names the current manifest.
+                drop(manifest);
+                let _ = self.fs.remove_file(&new_path);
+            }
+            return Err(e);
+        }
         let old = std::mem::replace(&mut st.manifest, manifest);
         let old_path = self.path.join(crate::filename::manifest_name(old.number()));
         drop(old);

@@ -35,6 +35,8 @@
 //!   `transaction/iter.rs` ([`TxnIter`]: a snapshot merged with buffered writes).
 //! - Copies: `replication.rs` (read-only mode, lineage, replicated batches, [`WalView`]),
 //!   `checkpoint.rs` ([`Db::checkpoint`]).
+//! - Background errors: `bg_error.rs` (which failures a retry cures, the retry with
+//!   back-off after running out of disk space, [`Db::resume`]).
 //! - Watching it: `counters.rs` (live counters), `histogram.rs` (latency histograms),
 //!   `stats.rs` ([`Stats`], [`Db::stats`]), `inspect/` ([`inspect`]: verify and dump a
 //!   directory without opening it), `error.rs` ([`Error`]).
@@ -94,6 +96,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+mod bg_error;
 mod builder;
 mod checkpoint;
 mod compaction;
@@ -123,6 +126,7 @@ mod version_edit;
 mod write;
 
 pub use batch::WriteBatch;
+pub use bg_error::BackgroundState;
 pub use builder::DbBuilder;
 pub use compaction::{CompactionStyle, LeveledOptions, TieredOptions};
 pub use db::Db;

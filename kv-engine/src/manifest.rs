@@ -76,7 +76,16 @@ pub(crate) fn set_current(fs: &dyn Fs, dir: &Path, number: u64) -> Result<()> {
     let current = dir.join(CURRENT);
     fs.rename(&tmp, &current)
         .map_err(|e| Error::io(&current, e))?;
-    fs.sync_dir(dir).map_err(|e| Error::io(dir, e))
+    // Past the rename, `CURRENT` may name the new manifest or the old one: whatever
+    // the cause, this is not an out-of-space failure a retry could cure.
+    fs.sync_dir(dir).map_err(|e| {
+        Error::io(
+            dir,
+            std::io::Error::other(format!(
+                "CURRENT was renamed but the directory sync failed: {e}"
+            )),
+        )
+    })
 }
 
 /// Reads `CURRENT`: the number of the live manifest.

@@ -51,6 +51,10 @@ pub struct Options {
     pub(crate) pending_compaction_hard_bytes: u64,
     pub(crate) txn_conflict_window_bytes: usize,
     pub(crate) read_only: bool,
+    // Retrying background work after running out of space (see `bg_error.rs`).
+    pub(crate) auto_resume: bool,
+    pub(crate) resume_backoff_initial: Duration,
+    pub(crate) resume_backoff_max: Duration,
     /// A setter's argument that could not be stored (reported by `validate`).
     pub(crate) invalid: Option<String>,
 }
@@ -88,6 +92,9 @@ impl Default for Options {
             pending_compaction_hard_bytes: 256 << 30,
             txn_conflict_window_bytes: 16 << 20,
             read_only: false,
+            auto_resume: true,
+            resume_backoff_initial: Duration::from_millis(100),
+            resume_backoff_max: Duration::from_secs(5),
             invalid: None,
         }
     }
@@ -321,6 +328,43 @@ impl Options {
         self
     }
 
+    /// Whether a flush or compaction that ran out of disk space (`ENOSPC`, `EDQUOT`
+    /// writing a table or the manifest) is retried by itself, with
+    /// [`resume_backoff`](Self::resume_backoff), until it succeeds and writes are
+    /// accepted again. Meanwhile writes fail with
+    /// [`Error::Background`] and reads go on. Default on; off, only
+    /// [`Db::resume`](crate::Db::resume) retries. A failed write or fsync of the WAL
+    /// is never retried, out of space or not: it stops writes until reopen (see
+    /// [`Db`](crate::Db#when-writing-fails-a-full-disk-and-other-failures)).
+    ///
+    /// ```
+    /// let opts = kv_engine::Options::default().auto_resume(false);
+    /// assert!(opts.validate().is_ok());
+    /// ```
+    pub fn auto_resume(mut self, on: bool) -> Self {
+        self.auto_resume = on;
+        self
+    }
+
+    /// The waits between retries of background work that ran out of disk space:
+    /// `initial` before the first, doubling after each failed retry up to `max`.
+    /// Defaults 100 ms and 5 s; `initial` from 1 ms, `max` from `initial` to 1 hour.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = kv_engine::Options::default()
+    ///     .resume_backoff(Duration::from_millis(10), Duration::from_secs(1));
+    /// assert!(opts.validate().is_ok());
+    /// let backwards = kv_engine::Options::default()
+    ///     .resume_backoff(Duration::from_secs(2), Duration::from_secs(1));
+    /// assert!(backwards.validate().is_err());
+    /// ```
+    pub fn resume_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.resume_backoff_initial = initial;
+        self.resume_backoff_max = max;
+        self
+    }
+
     /// Checks every option; the error names the first bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidArgument(what));
@@ -425,6 +469,16 @@ impl Options {
         }
         if let SyncPolicy::EveryBytes(0) = self.sync_policy {
             return bad("sync policy EveryBytes(0): use Always".into());
+        }
+        if self.resume_backoff_initial < Duration::from_millis(1)
+            || self.resume_backoff_max < self.resume_backoff_initial
+            || self.resume_backoff_max > Duration::from_secs(3600)
+        {
+            return bad(format!(
+                "resume_backoff {:?} to {:?}: the initial wait must be at least 1 ms and \
+                 the maximum from the initial wait to 1 hour",
+                self.resume_backoff_initial, self.resume_backoff_max
+            ));
         }
         Ok(())
     }

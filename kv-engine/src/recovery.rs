@@ -262,6 +262,7 @@ impl Db {
             running_compactions: 0,
             manual_compactions: 0,
             flushing: Default::default(),
+            resume: Default::default(),
         };
         let sv = SuperVersion {
             mems: mems.view(),

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::BackgroundState;
 use crate::histogram::LatencySummary;
 use crate::version_edit::MAX_LEVELS;
 
@@ -92,8 +93,22 @@ pub struct Stats {
     pub get_latency: LatencySummary,
     /// Latency of writes (from call to return, waiting for sync included).
     pub write_latency: LatencySummary,
-    /// An error that stopped background work, if any.
+    /// The error that stopped writes, if any: a failed flush or compaction, or a failed
+    /// write or fsync of the WAL. See [`background_state`](Self::background_state) for
+    /// whether it clears by itself.
     pub background_error: Option<String>,
+
+    // Retrying after running out of space (see `Db::resume`).
+    /// Whether writes are accepted, stopped until a retry succeeds (out of disk
+    /// space), or stopped until reopen.
+    pub background_state: BackgroundState,
+    /// Retries of background work after running out of space, automatic and
+    /// [`Db::resume`](crate::Db::resume).
+    pub resume_attempts: u64,
+    /// Retries that succeeded: writes resumed without a reopen.
+    pub resumes: u64,
+    /// The out-of-space error the last successful retry cleared, if any.
+    pub last_resumed_error: Option<String>,
     /// The memory the database holds, part by part.
     pub memory: MemoryStats,
 }
@@ -254,7 +269,18 @@ impl fmt::Display for Stats {
         writeln!(f, "get latency:   {}", lat(&self.get_latency))?;
         write!(f, "write latency: {}", lat(&self.write_latency))?;
         if let Some(e) = &self.background_error {
-            write!(f, "\nbackground error: {e}")?;
+            let state = match self.background_state {
+                BackgroundState::NoSpace => "out of space, retrying",
+                _ => "writes stopped until reopen",
+            };
+            write!(f, "\nbackground error ({state}): {e}")?;
+        }
+        if self.resume_attempts > 0 {
+            write!(
+                f,
+                "\nresumes after running out of space: {} of {} retries succeeded",
+                self.resumes, self.resume_attempts
+            )?;
         }
         Ok(())
     }
@@ -293,10 +319,26 @@ impl crate::Db {
             .map(|table| table.filter_negatives())
             .sum::<u64>()
             + inner.tables.retired_filter_negatives();
-        let background_error = crate::mutex::lock(&inner.state)
-            .bg_error
-            .as_ref()
-            .map(|e| e.to_string());
+        let (background_error, background_state, resume_attempts, resumes, last_resumed_error) = {
+            let st = crate::mutex::lock(&inner.state);
+            let (error, state) = match (&st.bg_error, inner.wal.health()) {
+                (Some(e), Ok(())) if st.resume.recoverable => {
+                    (Some(e.to_string()), BackgroundState::NoSpace)
+                }
+                (Some(e), Ok(())) => (Some(e.to_string()), BackgroundState::Failed),
+                // A poisoned WAL stops writes until reopen, with or without a failed
+                // background job (a retry would make that one fatal too).
+                (_, Err(e)) => (Some(e.to_string()), BackgroundState::Failed),
+                (None, Ok(())) => (None, BackgroundState::Running),
+            };
+            (
+                error,
+                state,
+                st.resume.attempts,
+                st.resume.recoveries,
+                st.resume.last_cleared.as_ref().map(|e| e.to_string()),
+            )
+        };
         Stats {
             puts: get(&c.puts),
             deletes: get(&c.deletes),
@@ -332,6 +374,10 @@ impl crate::Db {
             get_latency: c.get_latency.summary(),
             write_latency: c.write_latency.summary(),
             background_error,
+            background_state,
+            resume_attempts,
+            resumes,
+            last_resumed_error,
             memory: {
                 let (open_tables, max_open_files, table_opens, table_evictions, meta) =
                     inner.tables.counts();

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use kv_iter::{Cursor, InternalKeyRef, MergingCursor, ValueKind, compare_internal_keys};
 
 use super::task::{PickContext, Task};
+use crate::bg_error::FailedWork;
 use crate::counters::Counters;
 use crate::db::Inner;
 use crate::mutex::lock;
@@ -61,10 +62,14 @@ impl Inner {
             }
             // The task holds the inputs: drop it before collecting obsolete files.
             drop(task);
-            lock(&self.state).running_compactions -= 1;
+            let mut st = lock(&self.state);
+            // One step with the count: a retry (which waits for no compaction to be
+            // running) never starts before this failure is recorded.
+            st.running_compactions -= 1;
             if let Err(e) = result {
-                self.set_bg_error(e);
+                self.record_bg_error(&mut st, e, FailedWork::Compaction);
             }
+            drop(st);
             self.empty_graveyard();
             self.room_cv.notify_all();
             self.bg_cv.notify_all();
@@ -75,12 +80,26 @@ impl Inner {
     /// installed). On failure nothing is installed, the inputs stay, and outputs
     /// already written are removed (open removes any that remain).
     pub(crate) fn run_compaction(&self, task: &Task) -> Result<()> {
-        let start = Instant::now();
         if task.trivial_move {
             return self.trivial_move(task);
         }
+        let mut allocated = Vec::new();
+        let mut installed = false;
+        let result = self.run_merge(task, &mut allocated, &mut installed);
+        if result.is_err() && !installed && !allocated.is_empty() {
+            // Whatever was written under these numbers is garbage, to remove before a
+            // retry (not sooner: a failed manifest append may have recorded it).
+            lock(&self.state).resume.orphans.extend(allocated);
+        }
+        result
+    }
+
+    /// A compaction that rewrites its inputs; `allocated` collects the table numbers
+    /// it takes, `installed` is set once its edit is recorded.
+    fn run_merge(&self, task: &Task, allocated: &mut Vec<u64>, installed: &mut bool) -> Result<()> {
+        let start = Instant::now();
         let mut outputs: Vec<TableFile> = Vec::new();
-        let result = self.merge_inputs(task, &mut outputs);
+        let result = self.merge_inputs(task, &mut outputs, allocated);
         if let Err(e) = result {
             for f in &outputs {
                 let _ = self
@@ -106,6 +125,7 @@ impl Inner {
             ..VersionEdit::default()
         };
         self.install_edit(edit, handles, task.output_level)?;
+        *installed = true;
         self.strategy.completed(task);
 
         let c = &self.counters;
@@ -150,7 +170,12 @@ impl Inner {
     }
 
     /// Merges the inputs into new tables, appended to `outputs` as they are finished.
-    fn merge_inputs(&self, task: &Task, outputs: &mut Vec<TableFile>) -> Result<()> {
+    fn merge_inputs(
+        &self,
+        task: &Task,
+        outputs: &mut Vec<TableFile>,
+        allocated: &mut Vec<u64>,
+    ) -> Result<()> {
         let cursors: Vec<Box<dyn Cursor + Send>> = task
             .input_tables()
             .map(|t| {
@@ -250,6 +275,7 @@ impl Inner {
                         st.next_file_number += 1;
                         n
                     };
+                    allocated.push(number);
                     writer = Some(TableWriter::create(&*self.fs, &self.path, number, &build)?);
                 }
                 if let Some(w) = writer.as_mut() {
@@ -434,7 +460,7 @@ impl Db {
             // files may be in an unknown state: stop background work, as for an
             // automatic compaction, and report the cause.
             Err(e) if !matches!(e, Error::Background(_) | Error::Closed) => {
-                inner.set_bg_error(e);
+                inner.set_bg_error(e, FailedWork::Compaction);
                 inner.check_bg_error()?;
                 Ok(())
             }
