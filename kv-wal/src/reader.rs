@@ -266,6 +266,26 @@ impl LogReader {
         Ok(None)
     }
 
+    /// Evidence that a segment whose header is missing or wrong held durable data:
+    /// bytes after the header. Its header was written and fsynced when it was created,
+    /// before anything was appended, so a zeroed or garbled header with data behind it
+    /// is damage to durable bytes, not a creation cut short (asked by the modes that
+    /// tolerate a cut-short end of the log; the others refuse or skip any damage).
+    fn data_after_header(&self, reader: &mut SegmentReader) -> Result<Option<String>> {
+        if !matches!(
+            self.mode,
+            RecoveryMode::PointInTime | RecoveryMode::TolerateTornTail
+        ) {
+            return Ok(None);
+        }
+        Ok(reader.first_data_after_header()?.map(|at| {
+            format!(
+                "the segment holds data at offset {at}: its header was written and synced \
+                 before anything was appended"
+            )
+        }))
+    }
+
     /// Applies the mode to a damaged region. `Ok(())` means "go on" (skip) or "stopped"
     /// (`self.done` set). `durable`: evidence that the damaged bytes were durable (see
     /// [`LogReader::durable_evidence`]), which makes point-in-time recovery fail.
@@ -343,7 +363,7 @@ impl LogReader {
     fn open_segment(&mut self, number: u64) -> Result<()> {
         let path = segment_path(&self.dir, number);
         let is_last = self.idx + 1 == self.segments.len();
-        let (reader, state) = SegmentReader::open(
+        let (mut reader, state) = SegmentReader::open(
             self.fs.as_ref(),
             &path,
             number,
@@ -439,13 +459,22 @@ impl LogReader {
                     at: 0,
                     unsupported: false,
                 };
-                let durable = self.durable_evidence(0, false)?;
-                self.handle_damage(number, &path, d, len, is_last, durable)?;
+                let written = self.data_after_header(&mut reader)?;
+                // Bytes behind it: the header was written, then damaged; not a torn tail.
+                let tail = is_last && written.is_none();
+                let durable = match self.durable_evidence(0, false)? {
+                    Some(e) => Some(e),
+                    None => written,
+                };
+                self.handle_damage(number, &path, d, len, tail, durable)?;
                 self.idx += 1;
             }
             HeaderState::Corrupt(reason) => {
                 self.infos.push(info);
-                let durable = self.durable_evidence(0, false)?;
+                let durable = match self.durable_evidence(0, false)? {
+                    Some(e) => Some(e),
+                    None => self.data_after_header(&mut reader)?,
+                };
                 self.handle_damage(number, &path, skip_segment(reason), len, false, durable)?;
                 self.idx += 1;
             }

@@ -141,6 +141,29 @@ impl SegmentReader {
         &self.path
     }
 
+    /// The offset of the first non-zero byte after the header, if any: a segment whose
+    /// header is missing or wrong but which holds bytes after it had its header written
+    /// and synced (appends start only after the creation's fsync), so the damage is
+    /// not an interrupted creation. Reads the whole segment (a rare, damaged path).
+    pub(crate) fn first_data_after_header(&mut self) -> Result<Option<u64>> {
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut at = SEGMENT_HEADER_LEN as u64;
+        while at < self.limit {
+            let n = usize::try_from(self.limit - at)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            let buf = chunk.get_mut(..n).unwrap_or_default();
+            self.file
+                .read_exact_at(at, buf)
+                .map_err(|e| Error::io(&self.path, e))?;
+            if let Some(i) = buf.iter().position(|&b| b != 0) {
+                return Ok(Some(at + i as u64));
+            }
+            at += n as u64;
+        }
+        Ok(None)
+    }
+
     pub(crate) fn limit(&self) -> u64 {
         self.limit
     }

@@ -325,9 +325,17 @@ fn verify_wal(fs: &dyn Fs, wal_dir: &Path, report: &mut VerifyReport) -> Result<
             tolerated,
         });
     }
-    // Each segment is sound: check they continue one another.
-    if report.damage.len() == damage_before && segments.len() > 1 {
-        let opts = WalOptions::default().recovery_mode(RecoveryMode::AbsoluteConsistency);
+    // Each segment is sound, or its damage is what the open tolerates: check they
+    // continue one another (as the open does, which stops at tolerated damage of the
+    // last segment and refuses a gap before it).
+    let new_damage = report.damage.get(damage_before..).unwrap_or_default();
+    if new_damage.iter().all(|d| d.tolerated) && segments.len() > 1 {
+        let mode = if new_damage.is_empty() {
+            RecoveryMode::AbsoluteConsistency
+        } else {
+            RecoveryMode::PointInTime
+        };
+        let opts = WalOptions::default().recovery_mode(mode);
         let result = LogReader::open(wal_dir, &opts).and_then(|reader| {
             for batch in reader {
                 batch?;
