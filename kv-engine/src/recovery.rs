@@ -115,6 +115,10 @@ impl Db {
                         file,
                         tables.open_options(),
                     )?)
+                } else if tables.open_options().verify {
+                    // Paranoid checks verify every table at the open, kept open or not.
+                    crate::table_file::open_table(&*fs, &path, file, tables.open_options())?;
+                    None
                 } else {
                     crate::table_file::check_table_file(&*fs, &path, file)?;
                     None

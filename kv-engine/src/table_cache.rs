@@ -90,7 +90,7 @@ impl TableCache {
             table: ArcSwapOption::empty(),
             referenced: AtomicBool::new(true),
             opening: Mutex::new(()),
-            cache: Arc::downgrade(self),
+            cache: self.clone(),
         });
         if let Some(table) = table {
             let _g = lock(&slot.opening);
@@ -107,8 +107,17 @@ impl TableCache {
             .fetch_add(table.memory_bytes() as u64, Ordering::Relaxed);
         slot.table.store(Some(table.clone()));
         slot.referenced.store(true, Ordering::Relaxed);
-        self.open.fetch_add(1, Ordering::AcqRel);
-        lock(&self.ring).push_back(Arc::downgrade(slot));
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        {
+            let mut ring = lock(&self.ring);
+            ring.push_back(Arc::downgrade(slot));
+            // Below the limit nothing sweeps: drop the entries of slots that are gone
+            // (tables deleted or evicted-and-dropped) once they outnumber the open ones,
+            // so the ring stays proportional to the open tables (amortized O(1)).
+            if ring.len() > 2 * open + 16 {
+                ring.retain(|w| w.strong_count() > 0);
+            }
+        }
         if self.open.load(Ordering::Acquire) > self.limit {
             self.sweep(slot);
         }
@@ -175,7 +184,9 @@ pub(crate) struct TableSlot {
     referenced: AtomicBool,
     /// Serializes opening, so two readers do not open the same table twice.
     opening: Mutex<()>,
-    cache: Weak<TableCache>,
+    /// Held strongly: an iterator may outlive its database handle and still open the
+    /// tables of the version it holds (the cache holds only weak references back).
+    cache: Arc<TableCache>,
 }
 
 impl TableSlot {
@@ -219,10 +230,15 @@ impl TableSlot {
         if let Some(t) = self.table.load_full() {
             return Ok(t);
         }
-        let Some(cache) = self.cache.upgrade() else {
-            return Err(crate::Error::Closed);
+        let cache = &self.cache;
+        // Paranoid checks verified every table when the database was opened (and every
+        // new one as it was written): a reopen after an eviction does not read it all
+        // again.
+        let opts = OpenOptions {
+            verify: false,
+            ..cache.opts.clone()
         };
-        let table = open_table(&*cache.fs, &cache.dir, &self.file, &cache.opts)?;
+        let table = open_table(&*cache.fs, &cache.dir, &self.file, &opts)?;
         cache.opens.fetch_add(1, Ordering::Relaxed);
         Ok(cache.install(self, table))
     }
@@ -230,10 +246,8 @@ impl TableSlot {
 
 impl Drop for TableSlot {
     fn drop(&mut self) {
-        if let Some(table) = self.table.swap(None)
-            && let Some(cache) = self.cache.upgrade()
-        {
-            cache.retire(&table);
+        if let Some(table) = self.table.swap(None) {
+            self.cache.retire(&table);
         }
     }
 }
@@ -244,5 +258,102 @@ impl std::fmt::Debug for TableSlot {
             .field("file", &self.file.number)
             .field("open", &self.table.load().is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn options(limit: usize) -> crate::Options {
+        crate::Options::default()
+            .memtable_size(16 << 10)
+            .target_table_size(16 << 10)
+            .block_size(512)
+            .max_open_files(limit)
+    }
+
+    /// Below the limit nothing sweeps: the ring must still forget the slots of tables
+    /// that are gone (an audit found every table ever written kept there).
+    #[test]
+    fn the_ring_stays_proportional_to_the_open_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Db::open(dir.path(), options(1000)).unwrap();
+        for round in 0..30u32 {
+            for i in 0..500u32 {
+                db.put(format!("key{i:06}"), format!("v{round}")).unwrap();
+            }
+            db.flush().unwrap();
+            db.compact_range::<&[u8], _>(..).unwrap();
+        }
+        db.wait_idle().unwrap();
+        let (open, ..) = db.inner.tables.counts();
+        let ring = crate::mutex::lock(&db.inner.tables.ring).len();
+        let written = db.stats().flushes + db.stats().compactions;
+        assert!(written >= 60, "{written} tables written");
+        assert!(
+            ring <= 2 * open + 17,
+            "ring of {ring} for {open} open tables"
+        );
+    }
+
+    /// Gets, scans, flushes and compactions at once under tiny limits: afterwards the
+    /// counters equal what is really open.
+    #[test]
+    fn counters_match_what_is_open_after_concurrent_use() {
+        for limit in [1usize, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Arc::new(crate::Db::open(dir.path(), options(limit)).unwrap());
+            for i in 0..2000u32 {
+                db.put(format!("key{i:06}"), format!("v{i}")).unwrap();
+            }
+            db.flush().unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut readers = Vec::new();
+            for t in 0..3u32 {
+                let db = db.clone();
+                let stop = stop.clone();
+                readers.push(std::thread::spawn(move || {
+                    let mut n = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = (n.wrapping_mul(2654435761) ^ t) % 2000;
+                        assert!(db.get(format!("key{i:06}")).unwrap().is_some(), "key {i}");
+                        if n % 200 == 0 {
+                            assert_eq!(db.range::<&[u8], _>(..).take(300).count(), 300);
+                        }
+                        n += 1;
+                    }
+                }));
+            }
+            for round in 0..10u32 {
+                for i in (round..2000).step_by(3) {
+                    db.put(format!("key{i:06}"), format!("v{i}r{round}"))
+                        .unwrap();
+                }
+                db.flush().unwrap();
+                if round % 4 == 3 {
+                    db.compact_range::<&[u8], _>(..).unwrap();
+                }
+            }
+            db.wait_idle().unwrap();
+            stop.store(true, Ordering::Relaxed);
+            for r in readers {
+                r.join().unwrap();
+            }
+            let c = &db.inner.tables;
+            let (open, _, _, evictions, meta) = c.counts();
+            let ring = crate::mutex::lock(&c.ring);
+            let really_open: Vec<_> = ring
+                .iter()
+                .filter_map(|w| w.upgrade())
+                .filter_map(|s| s.if_open())
+                .collect();
+            let real_meta: u64 = really_open.iter().map(|t| t.memory_bytes() as u64).sum();
+            assert!(evictions > 0, "limit {limit}");
+            assert_eq!(open, really_open.len(), "limit {limit}");
+            assert_eq!(meta, real_meta, "limit {limit}");
+        }
     }
 }

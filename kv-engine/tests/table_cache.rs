@@ -196,3 +196,58 @@ fn memory_stats_account_for_memtables_tables_iterators_and_the_cache() {
         m.total_bytes() >= m.active_memtable_bytes + m.block_cache_bytes + m.index_filter_bytes
     );
 }
+
+/// An iterator owns the version it reads: it reads to the end after its database
+/// handle is dropped, whether its tables are open or must be opened (an audit found the
+/// lazily opened ones failing with "closed").
+#[test]
+fn an_iterator_that_outlives_its_db_reads_every_table() {
+    for limit in [1000usize, 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), options(limit, true)).unwrap();
+        fill(&db, 3000, 0);
+        let it = db.range::<&[u8], _>(..);
+        drop(db);
+        let mut n = 0u32;
+        for r in it {
+            let (k, v) = r.unwrap();
+            assert_eq!(k.as_slice(), key(n).as_bytes(), "limit {limit}");
+            assert_eq!(v.as_slice(), value(n, 0).as_bytes(), "limit {limit}");
+            n += 1;
+        }
+        assert_eq!(n, 3000, "limit {limit}");
+    }
+}
+
+/// `paranoid_checks` verifies every table at the open, also those the table cache
+/// does not keep open.
+#[test]
+fn paranoid_checks_verify_tables_past_the_limit_at_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), options(1000, true)).unwrap();
+    fill(&db, 3000, 0);
+    drop(db);
+    let mut tables: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .collect();
+    tables.sort();
+    assert!(tables.len() > 2);
+    let victim = tables.last().unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[100] ^= 0xff; // inside the first data block
+    std::fs::write(victim, &bytes).unwrap();
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    for limit in [1000, 1] {
+        let err = Db::open(dir.path(), options(limit, true).paranoid_checks(true)).unwrap_err();
+        assert!(err.to_string().contains(name), "limit {limit}: {err}");
+    }
+    // Without paranoid checks the open does not read it; the first read names it.
+    let db = Db::open(dir.path(), options(1, true)).unwrap();
+    let err = db
+        .range::<&[u8], _>(..)
+        .find_map(Result::err)
+        .expect("the damaged block is read");
+    assert!(err.to_string().contains(name), "{err}");
+}
