@@ -320,7 +320,7 @@ mod tests {
                     while !stop.load(Ordering::Relaxed) {
                         let i = (n.wrapping_mul(2654435761) ^ t) % 2000;
                         assert!(db.get(format!("key{i:06}")).unwrap().is_some(), "key {i}");
-                        if n % 200 == 0 {
+                        if n.is_multiple_of(200) {
                             assert_eq!(db.range::<&[u8], _>(..).take(300).count(), 300);
                         }
                         n += 1;
