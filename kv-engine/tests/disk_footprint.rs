@@ -124,3 +124,25 @@ fn after_flushes_and_rotations_synced_puts_take_at_most_twice_their_size_after_c
     let (ratio, files) = synced_puts_after_close(256 << 10);
     assert!(ratio <= 2.0, "{ratio:.2} times the data:{files}");
 }
+
+#[test]
+fn a_database_reopened_with_a_write_each_time_keeps_few_wal_segments() {
+    // Each open starts a WAL segment; those of earlier opens hold writes not yet in
+    // tables. Kept until a flush, they would pile up, one per open.
+    const OPENS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..OPENS {
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        db.put(key(i), [b'v'; 100]).unwrap();
+        db.close().unwrap();
+    }
+    let segments = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    let (bytes, files) = allocated(dir.path());
+    assert!(segments <= 8, "{segments} WAL segments:{files}");
+    assert!(bytes <= 256 << 10, "{bytes} bytes allocated:{files}");
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    for i in 0..OPENS {
+        assert!(db.get(key(i)).unwrap().is_some(), "{} lost", key(i));
+    }
+    db.close().unwrap();
+}
