@@ -250,8 +250,11 @@ impl Options {
         self
     }
 
-    /// Preallocate each WAL segment to its target size (default true; falls back
-    /// silently where the file system cannot). Off, segments grow as they are written.
+    /// Preallocate each WAL segment ahead of its data (default true; falls back
+    /// silently where the file system cannot): 64 KiB first, doubling up to the target
+    /// size as the data grows; the unused rest is truncated when the segment is sealed
+    /// and when the database is closed or dropped. Off, segments grow as they are
+    /// written.
     pub fn wal_preallocate(mut self, on: bool) -> Self {
         self.wal_preallocate = on;
         self

@@ -337,9 +337,33 @@ impl Db {
         if db.inner.mems.active().approximate_size() >= db.inner.opts.memtable_size {
             let _guard = crate::mutex::lock(&db.inner.commit);
             db.inner.freeze_active()?;
+        } else if wal_segments(&*db.inner.fs, &wal_dir)? > MAX_REPLAYED_SEGMENTS {
+            // Each open starts a segment, and those before it stay until what they
+            // hold is flushed: a database reopened often with a few writes each time
+            // would keep them all (disk, and replay time, growing with the number of
+            // opens). Flushed now, not in the background: a close right after this
+            // open would leave a background flush undone. Housekeeping: if it fails,
+            // what it would have flushed stays in the WAL, and the failure is the
+            // background error later writes report.
+            if let Err(e) = db.flush() {
+                tracing::warn!(error = %e, "flushing the replayed memtable at open failed");
+            }
         }
         Ok(db)
     }
+}
+
+/// More WAL segments than this at open (the one just started included) are flushed
+/// at once, so that the segments of earlier opens can go.
+const MAX_REPLAYED_SEGMENTS: usize = 8;
+
+/// How many WAL segments `wal_dir` holds.
+fn wal_segments(fs: &dyn kv_wal::Fs, wal_dir: &Path) -> Result<usize> {
+    let names = fs.list_dir(wal_dir).map_err(|e| Error::io(wal_dir, e))?;
+    Ok(names
+        .iter()
+        .filter(|n| kv_wal::parse_segment_file_name(n).is_some())
+        .count())
 }
 
 /// Without `CURRENT`, any database file means a damaged or foreign directory: refuse

@@ -145,13 +145,17 @@ impl WalOptions {
         self
     }
     /// Target segment size: a new segment starts once the current one reaches it, and
-    /// new segments are preallocated to it. Default 64 MiB, minimum 4 KiB.
+    /// a segment's preallocation grows up to it. Default 64 MiB, minimum 4 KiB.
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
         self
     }
-    /// Preallocate segments to their target size (default true; falls back silently
-    /// where the file system cannot).
+    /// Preallocate segments ahead of their data (default true; falls back silently
+    /// where the file system cannot): a new segment reserves 64 KiB (or its target
+    /// size, if less), and the reservation doubles, up to the target size, each time
+    /// the data reaches its end. Sealing a segment, [`Wal::close`](crate::Wal::close)
+    /// and dropping the log truncate what the data did not use, so a log holding
+    /// little data holds little disk.
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = on;
         self

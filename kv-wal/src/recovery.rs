@@ -239,8 +239,7 @@ impl Recovery {
             .filter_map(|n| parse_any_segment_number(n))
             .max()
             .map_or(1, |m| m + 1);
-        let (file, path, file_len) =
-            create_segment(fs.as_ref(), &dir, number, next_seq, &self.opts)?;
+        let seg = create_segment(fs.as_ref(), &dir, number, next_seq, &self.opts)?;
         segments.push(SegmentMeta {
             number,
             base_seq: next_seq,
@@ -252,9 +251,10 @@ impl Recovery {
             opts: self.opts.clone(),
             next_seq,
             segments,
-            file,
-            path,
-            file_len,
+            file: seg.file,
+            path: seg.path,
+            file_len: seg.len,
+            reserving: seg.reserving,
             lock: self.lock.take(),
         })?;
         Ok((wal, report))

@@ -18,11 +18,13 @@
 //! - `roles.rs`: taking turns at the two roles (waiting for one, letting go of one).
 //! - `write_role.rs`: the write role: checksums a group, hands it to the OS, publishes
 //!   the written position and queues the observers' `Appended` events.
+//! - `reservation.rs`: the space a segment preallocates ahead of its data, grown in
+//!   doubling steps as the data reaches it, and given back at sealing, close and drop.
 //! - `zero_ahead.rs`: zeros written ahead of the data so fsyncs sync data only.
 //! - `sync_role.rs`: the sync role: one fsync through the second handle, published as
 //!   durable, with the observers' `Synced` event in its place.
 //! - `rotation.rs`: creating segments, sealing a full or rotated one and starting the
-//!   next (under both roles), trimming the preallocated tail at close.
+//!   next (under both roles), trimming the reserved tail at close and drop.
 //! - `poison.rs`: a failed write or fsync poisons the log; every later call reports it.
 //! - `interval.rs`: the background thread of [`SyncPolicy::Interval`](crate::SyncPolicy).
 //!
@@ -75,6 +77,7 @@ pub(crate) mod interval;
 pub(crate) mod poison;
 pub(crate) mod position;
 pub(crate) mod queue;
+pub(crate) mod reservation;
 pub(crate) mod roles;
 pub(crate) mod rotation;
 pub(crate) mod shared;

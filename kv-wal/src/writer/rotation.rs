@@ -1,6 +1,6 @@
-//! Segments: creating one, sealing the current one (truncating its preallocated
-//! remainder, syncing it) and starting the next, under both roles; trimming the
-//! preallocated tail at a graceful close.
+//! Segments: creating one (with the first step of its reservation), sealing the
+//! current one (truncating its reserved remainder, syncing it) and starting the next,
+//! under both roles; trimming the reserved tail at close and drop.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,18 +10,30 @@ use crate::error::{Error, Result};
 use crate::format::{FragmentCrc, SEGMENT_HEADER_LEN, SegmentHeader, segment_path};
 use crate::fs::{Fs, WritableFile};
 use crate::options::WalOptions;
+use crate::writer::reservation::FIRST_RESERVATION;
 use crate::writer::roles::Role;
 use crate::writer::shared::{Io, SegmentMeta, Shared, relock};
 
-/// Creates segment `number` starting at `base_seq`: preallocates it, writes and syncs
-/// its header, then syncs the directory. Returns the file and its length.
+/// A segment just created (see [`create_segment`]).
+pub(crate) struct NewSegment {
+    pub(crate) file: Box<dyn WritableFile>,
+    pub(crate) path: PathBuf,
+    /// The file's length: its header and the first step of its reservation.
+    pub(crate) len: u64,
+    /// Its reservation grows with its data (see `reservation.rs`).
+    pub(crate) reserving: bool,
+}
+
+/// Creates segment `number` starting at `base_seq`: writes its header, reserves the
+/// first step of its space (if the options preallocate), syncs it, then syncs the
+/// directory.
 pub(crate) fn create_segment(
     fs: &dyn Fs,
     dir: &Path,
     number: u64,
     base_seq: u64,
     opts: &WalOptions,
-) -> Result<(Box<dyn WritableFile>, PathBuf, u64)> {
+) -> Result<NewSegment> {
     let path = segment_path(dir, number);
     let mut file = fs.create(&path).map_err(|e| Error::io(&path, e))?;
     let header = SegmentHeader {
@@ -36,18 +48,31 @@ pub(crate) fn create_segment(
     // header like a cut-off one.)
     file.write_at(0, &header).map_err(|e| Error::io(&path, e))?;
     let mut len = SEGMENT_HEADER_LEN as u64;
+    let mut reserving = false;
     if opts.preallocate {
-        match file.preallocate(opts.segment_size) {
-            Ok(true) => len = len.max(opts.segment_size),
+        let first = FIRST_RESERVATION.min(opts.segment_size).max(len);
+        match file.preallocate(first) {
+            Ok(true) => {
+                len = first;
+                reserving = true;
+            }
             Ok(false) => tracing::debug!(path = %path.display(), "preallocation unsupported"),
             Err(e) => {
+                if let Ok(l) = file.len() {
+                    len = len.max(l);
+                }
                 tracing::warn!(path = %path.display(), error = %e, "preallocation failed; continuing without")
             }
         }
     }
     file.sync_all().map_err(|e| Error::io(&path, e))?;
     fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    Ok((file, path, len))
+    Ok(NewSegment {
+        file,
+        path,
+        len,
+        reserving,
+    })
 }
 
 impl Shared {
@@ -62,9 +87,10 @@ impl Shared {
         st.check_poisoned()
     }
 
-    /// At a graceful close: truncates the current segment's preallocated remainder and
-    /// syncs it, holding both roles.
-    pub(super) fn trim_tail(&self) -> Result<()> {
+    /// At close (`sync`) or drop: truncates the current segment's reserved remainder
+    /// (and zeros written ahead), syncing the new length if `sync`, holding both roles.
+    /// Does nothing to a poisoned log (its file is left as the failure left it).
+    pub(super) fn trim_tail(&self, sync: bool) -> Result<()> {
         let mut st = relock(&self.state);
         loop {
             if st.writing {
@@ -75,18 +101,17 @@ impl Shared {
                 break;
             }
         }
+        if st.poisoned.is_some() {
+            return st.check_poisoned();
+        }
         st.writing = true;
         st.syncing = true;
         drop(st);
         let result = (|| {
             let mut io = relock(&self.io);
             let io = &mut *io;
-            if io.file_len > io.offset {
-                io.file
-                    .set_len(io.offset)
-                    .map_err(|e| Error::io(&io.path, e))?;
+            if self.release_tail(io)? && sync {
                 io.file.sync_all().map_err(|e| Error::io(&io.path, e))?;
-                io.file_len = io.offset;
             }
             Ok(())
         })();
@@ -109,16 +134,16 @@ impl Shared {
     /// Seals the current segment and starts the next, whose first batch will have
     /// sequence number `base_seq` (under both roles).
     fn roll(&self, io: &mut Io, base_seq: u64) -> Result<()> {
-        if io.file_len > io.offset {
-            io.file
-                .set_len(io.offset)
-                .map_err(|e| Error::io(&io.path, e))?;
-            io.file_len = io.offset;
-        }
+        // The sealed segment's length is durable before the next segment exists.
+        self.release_tail(io)?;
         io.file.sync_all().map_err(|e| Error::io(&io.path, e))?;
         let number = io.segment + 1;
-        let (file, path, len) =
-            create_segment(self.fs.as_ref(), &self.dir, number, base_seq, &self.opts)?;
+        let NewSegment {
+            file,
+            path,
+            len,
+            reserving,
+        } = create_segment(self.fs.as_ref(), &self.dir, number, base_seq, &self.opts)?;
         let syncer = file.syncer().map_err(|e| Error::io(&path, e))?;
         {
             let mut st = relock(&self.state);
@@ -144,6 +169,7 @@ impl Shared {
         io.crc = FragmentCrc::new(number);
         io.offset = SEGMENT_HEADER_LEN as u64;
         io.file_len = len;
+        io.reserving = reserving;
         io.zeroed = io.offset;
         let mut w = relock(&self.written);
         w.segment = number;

@@ -99,7 +99,12 @@ pub(crate) struct Io {
     pub(super) crc: FragmentCrc,
     /// End of what was written (where the queue's first byte lands).
     pub(super) offset: u64,
+    /// The file's length: what was written, zeros written ahead, and the space
+    /// reserved by preallocation (see `reservation.rs`).
     pub(super) file_len: u64,
+    /// The segment's reservation grows with its data (preallocation is on, and has
+    /// neither failed nor been refused in this segment): `file_len` is its end.
+    pub(super) reserving: bool,
     /// End of the zeros written ahead of `offset` (see [`WalOptions::zero_ahead`]).
     pub(super) zeroed: u64,
     /// `Shared::fsyncs` when zeros were last written.

@@ -54,6 +54,7 @@ pub(crate) struct StartParams {
     pub(crate) file: Box<dyn WritableFile>,
     pub(crate) path: PathBuf,
     pub(crate) file_len: u64,
+    pub(crate) reserving: bool,
     pub(crate) lock: Option<Box<dyn FileLock>>,
 }
 
@@ -70,6 +71,7 @@ impl Wal {
             crc: FragmentCrc::new(segment),
             offset: SEGMENT_HEADER_LEN as u64,
             file_len: p.file_len,
+            reserving: p.reserving,
             zeroed: SEGMENT_HEADER_LEN as u64,
             zeroed_at_fsyncs: 0,
         };
@@ -252,11 +254,28 @@ impl Wal {
         self.shared.observers.unregister(id)
     }
 
-    /// Writes out and syncs everything, truncates the current segment's preallocated
-    /// remainder, stops the background threads (delivering queued observer events) and
-    /// releases the directory lock. Dropping the log does the same without the sync
-    /// (buffered batches are still handed to the OS).
+    /// Writes out and syncs everything, truncates the current segment's reserved
+    /// remainder (and syncs its new length), stops the background threads (delivering
+    /// queued observer events) and releases the directory lock. Dropping the log does
+    /// the same without the syncs (buffered batches are still handed to the OS, and
+    /// the remainder is truncated).
     pub fn close(self) -> Result<()> {
+        self.shutdown(true)
+    }
+
+    /// [`Wal::close`] for a log its owner cannot give up by value (held in an `Arc`
+    /// or a field): the same steps, after which every call fails with
+    /// [`Error::Closed`] and dropping the log does nothing more. A second call (or a
+    /// `close` after it) returns `Ok` and does nothing.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let wal = std::sync::Arc::new(kv_wal::Wal::open(dir.path(), kv_wal::WalOptions::default())?);
+    /// wal.close_shared()?;
+    /// assert!(matches!(wal.health(), Err(kv_wal::Error::Closed)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn close_shared(&self) -> Result<()> {
         self.shutdown(true)
     }
 
@@ -273,9 +292,9 @@ impl Wal {
             tracing::error!("the WAL sync thread panicked");
         }
         let result = if graceful {
-            self.sync().and_then(|()| sh.trim_tail())
+            self.sync().and_then(|()| sh.trim_tail(true))
         } else {
-            self.flush()
+            self.flush().and_then(|()| sh.trim_tail(false))
         };
         relock(&sh.state).closed = true;
         relock(&sh.written).closed = true;

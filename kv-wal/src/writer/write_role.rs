@@ -132,7 +132,9 @@ impl Shared {
         }
         // Zeros first, past where these bytes will end: if writing them fails, the
         // group fails with none of its batches in the file.
-        self.zero_ahead(io, io.offset + bytes.len() as u64)?;
+        let end = io.offset + bytes.len() as u64;
+        self.zero_ahead(io, end)?;
+        self.reserve(io, end);
         io.file
             .write_at(io.offset, bytes)
             .map_err(|e| Error::io(&io.path, e))?;

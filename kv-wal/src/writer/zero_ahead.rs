@@ -9,10 +9,12 @@ use crate::writer::shared::{Io, Shared};
 impl Shared {
     /// Writes zeros ahead of `data_end` (where the write about to be made ends) once
     /// fewer than half of [`WalOptions::zero_ahead`](crate::WalOptions::zero_ahead) bytes
-    /// are left past it, up to that far ahead (never past the segment's target size), if the log was fsynced since
-    /// zeros were last written: the zeros save work only in fsyncs, and cost a
-    /// page-cache write each (about 6 ns per 130-byte record here, an eighth of a
-    /// buffered append), so a log that is not being fsynced does without.
+    /// are left past it, up to that far ahead (never past the segment's target size,
+    /// and inside the segment's reservation, grown to cover them: see
+    /// `reservation.rs`), if the log was fsynced since zeros were last written: the
+    /// zeros save work only in fsyncs, and cost a page-cache write each (about 6 ns per
+    /// 130-byte record here, an eighth of a buffered append), so a log that is not
+    /// being fsynced does without.
     pub(super) fn zero_ahead(&self, io: &mut Io, data_end: u64) -> Result<()> {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let ahead = self.opts.zero_ahead;
@@ -26,6 +28,9 @@ impl Shared {
         io.zeroed_at_fsyncs = fsyncs;
         let mut at = io.zeroed.max(data_end);
         let end = data_end.saturating_add(ahead).min(self.opts.segment_size);
+        // Zeros land inside the reservation (grown first if need be): written over
+        // reserved blocks, they change no length.
+        self.reserve(io, end);
         while at < end {
             let n = (end - at).min(ZEROS.len() as u64) as usize;
             let zeros = ZEROS.get(..n).unwrap_or_default();
