@@ -25,8 +25,9 @@
 //! too): the settings, then about one sample a second with the engine-side figures
 //! (live bytes from the model, table bytes and memtable bytes from `Db::stats`, bytes
 //! written by the workload, to tables and to the WAL, write amplification = bytes
-//! written to tables / bytes written by the workload), and `done` once the database is
-//! closed.
+//! written to the WAL and to tables / bytes written by the workload, as
+//! `Stats::write_amplification` counts it but summed over every open of the run), and
+//! `done` once the database is closed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -339,8 +340,9 @@ impl Soak<'_> {
             None => (Totals::default(), 0, 0, 0),
         };
         let all = self.earlier.plus(now);
+        // As `Stats::write_amplification`, over every open of the run.
         let wa = if all.user > 0 {
-            all.table_written as f64 / all.user as f64
+            (all.wal_written + all.table_written) as f64 / all.user as f64
         } else {
             0.0
         };

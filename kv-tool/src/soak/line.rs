@@ -66,7 +66,8 @@ pub(crate) const TABLE_BYTES_WRITTEN: &str = "table_bytes_written";
 pub(crate) const WAL_BYTES_WRITTEN: &str = "wal_bytes_written";
 /// Sample: bytes in memtables now.
 pub(crate) const MEMTABLE_BYTES: &str = "memtable_bytes";
-/// Sample: write amplification, `table_bytes_written / user_bytes`.
+/// Sample: write amplification, `(wal_bytes_written + table_bytes_written) /
+/// user_bytes` (as `Stats::write_amplification`, over the whole run).
 pub(crate) const WRITE_AMP: &str = "write_amp";
 /// Sample: closes and reopens of the database so far.
 pub(crate) const REOPENS: &str = "reopens";
