@@ -2,11 +2,16 @@
 //! from outside (resident memory, descriptors, deleted files still open or mapped,
 //! disk use) while this side reports the engine's own figures.
 //!
-//! The workload, over `--keys` keys `kNNNNNNNNNN`, one thread, each operation drawn
-//! from the seed (`--seed`):
-//! - 44.5% puts (new keys, then overwrites once the key space fills) and 10% deletes
+//! The workload, over `--keys` keys `kNNNNNNNNNN`, one thread: first every key without
+//! a value gets one (in key order, in batches), then each operation is drawn from the
+//! seed (`--seed`):
+//! - 44.5% puts (overwrites, or new values of deleted keys) and 10% deletes
 //!   of a random key; 5% atomic batches of 8 random keys (3 in 4 puts); values of random
-//!   sizes: 70% 16-128 bytes, 25% 256 bytes-2 KiB, 5% 4-16 KiB, half compressible;
+//!   sizes: 70% 16-128 bytes, 25% 256 bytes-2 KiB, 5% 4-16 KiB; incompressible (random
+//!   bytes) in the lower half of the key space, so its table blocks are stored raw and
+//!   read from the table's map, compressible (half of their bytes repeat) in the upper
+//!   half, so its blocks are stored compressed and cached decompressed: both read paths
+//!   of the block cache are exercised;
 //! - 33% point reads, each checked against the workload's model of the key space (the
 //!   length of the last value written, or absent): a mismatch ends the run with status 3;
 //! - 5% scans of up to 50 entries from a random key, checked the same way, and 2%
@@ -66,8 +71,8 @@ pub(crate) struct SoakArgs {
     /// Memtable size (bytes; K, M, G suffixes).
     #[arg(long, default_value = "4M", value_parser = crate::cli::parse_size)]
     pub memtable_size: u64,
-    /// Block cache size (bytes; K, M, G suffixes).
-    #[arg(long, default_value = "8M", value_parser = crate::cli::parse_size)]
+    /// Block cache size (bytes; K, M, G suffixes; default the engine's).
+    #[arg(long, default_value = "64M", value_parser = crate::cli::parse_size)]
     pub cache_size: u64,
 }
 
@@ -85,6 +90,10 @@ const MAX_SNAPSHOTS: usize = 8;
 const MAX_CHECKPOINTS: usize = 2;
 /// Entries a scan reads at most.
 const SCAN_LEN: usize = 50;
+/// Keys per batch of the fill.
+const FILL_BATCH: u32 = 256;
+/// Bytes of each half of the pool values are cut from (more than the largest value).
+const POOL: usize = 64 << 10;
 
 fn emit(line: &Line) {
     let mut out = std::io::stdout().lock();
@@ -148,7 +157,7 @@ struct Soak<'a> {
     model: Vec<u32>,
     live_keys: u64,
     live_bytes: u64,
-    /// Half compressible bytes values are cut from.
+    /// Bytes values are cut from: [`POOL`] random bytes, then [`POOL`] compressible ones.
     pool: Vec<u8>,
     ops: u64,
     reads_checked: u64,
@@ -218,9 +227,9 @@ pub(crate) fn run(dir: &Path, args: &SoakArgs) -> CliResult {
         ],
     ));
     let mut pool_rng = Rng::new(args.seed ^ 0x5eed);
-    let pool: Vec<u8> = (0..(64usize << 10))
+    let pool: Vec<u8> = (0..2 * POOL)
         .map(|i| {
-            if (i / 16) % 2 == 0 {
+            if i < POOL || (i / 16) % 2 == 0 {
                 pool_rng.next() as u8
             } else {
                 b'.'
@@ -250,6 +259,7 @@ pub(crate) fn run(dir: &Path, args: &SoakArgs) -> CliResult {
     // The database may hold an earlier run's data: the model starts from it.
     let db = Db::open(dir, opts.clone())?;
     soak.load(&db)?;
+    soak.fill(&db)?;
     let mut db = Some(db);
     loop {
         let Some(open) = db.take() else { break };
@@ -280,6 +290,34 @@ impl Soak<'_> {
                 self.live_keys += 1;
                 self.live_bytes += (KEY_LEN + v.len()) as u64;
             }
+        }
+        Ok(())
+    }
+
+    /// Gives every key without a value one, in key order, in batches of [`FILL_BATCH`]:
+    /// the run starts from a full key space, so its first half is not a warm-up on an
+    /// empty database (snapshots taken then would pin nothing, and the disk figures
+    /// would grow with the data rather than with any leak).
+    fn fill(&mut self, db: &Db) -> CliResult {
+        let mut i = 0;
+        while i < self.args.keys {
+            let end = i.saturating_add(FILL_BATCH).min(self.args.keys);
+            let mut b = WriteBatch::new();
+            let mut writes = Vec::new();
+            for k in i..end {
+                if self.model.get(k as usize) == Some(&ABSENT) {
+                    let v = self.value(k);
+                    b.put(key(k), v);
+                    writes.push((k, v.len()));
+                }
+            }
+            if !writes.is_empty() {
+                db.write(&b, WriteOptions::default())?;
+            }
+            for (k, len) in writes {
+                self.set(k, Some(len));
+            }
+            i = end;
         }
         Ok(())
     }
@@ -369,7 +407,9 @@ impl Soak<'_> {
         Line::new(kind, &fields)
     }
 
-    fn value(&mut self) -> &[u8] {
+    /// A value for key `k`: random bytes in the lower half of the key space,
+    /// compressible ones in the upper half.
+    fn value(&mut self, k: u32) -> &[u8] {
         let r = self.rng.below(100);
         let len = if r < 70 {
             16 + self.rng.below(113)
@@ -378,7 +418,8 @@ impl Soak<'_> {
         } else {
             (4 << 10) + self.rng.below(12 << 10) + 1
         } as usize;
-        let off = self.rng.below((self.pool.len() - len) as u64) as usize;
+        let half = if k < self.args.keys / 2 { 0 } else { POOL };
+        let off = half + self.rng.below((POOL - len) as u64) as usize;
         self.pool.get(off..off + len).unwrap_or_default()
     }
 
@@ -428,7 +469,7 @@ impl Soak<'_> {
         let roll = self.rng.below(1000);
         let k = self.random_key();
         if roll < 445 {
-            let v = self.value().to_vec();
+            let v = self.value(k).to_vec();
             db.put(key(k), &v)?;
             self.set(k, Some(v.len()));
         } else if roll < 545 {
@@ -440,7 +481,7 @@ impl Soak<'_> {
             for _ in 0..8 {
                 let i = self.random_key();
                 if self.rng.below(4) < 3 {
-                    let v = self.value();
+                    let v = self.value(i);
                     b.put(key(i), v);
                     writes.push((i, Some(v.len())));
                 } else {

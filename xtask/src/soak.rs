@@ -309,6 +309,7 @@ fn sample(t: f64, seen: probe::Seen, db: &Path, last: Option<&Line>) -> Sample {
         fds: seen.fds as f64,
         deleted_open: seen.deleted_open,
         deleted_mapped: seen.deleted_mapped,
+        deleted_bytes: seen.deleted_bytes as f64,
         disk: probe::disk_bytes(db) as f64,
         live: get(line::LIVE_BYTES),
         user_bytes: get(line::USER_BYTES),
@@ -320,13 +321,14 @@ fn sample(t: f64, seen: probe::Seen, db: &Path, last: Option<&Line>) -> Sample {
 
 fn progress(s: &Sample) {
     println!(
-        "soak: t={:>5.0} s  anon {:>6.1} MiB  file {:>6.1} MiB  fds {:>4}  deleted open/mapped {}/{}  disk {:>7.1} MiB  live {:>7.1} MiB  w-amp {:.2}",
+        "soak: t={:>5.0} s  anon {:>6.1} MiB  file {:>6.1} MiB  fds {:>4}  deleted open/mapped {}/{} ({:.1} MiB)  disk {:>7.1} MiB  live {:>7.1} MiB  w-amp {:.2}",
         s.t,
         s.rss_anon / MIB,
         s.rss_file / MIB,
         s.fds,
         s.deleted_open.len(),
         s.deleted_mapped.len(),
+        s.deleted_bytes / MIB,
         s.disk / MIB,
         s.live.unwrap_or(0.0) / MIB,
         s.write_amp.unwrap_or(0.0),

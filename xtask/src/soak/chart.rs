@@ -13,7 +13,7 @@ use super::verdict::Sample;
 const MIB: f64 = (1u64 << 20) as f64;
 
 /// The CSV header; one row per sample follows, bytes as bytes, absent figures empty.
-pub(crate) const CSV_HEADER: &str = "t,ops,rss_anon,rss_file,fds,deleted_open,deleted_mapped,disk_bytes,live_bytes,disk_per_live,user_bytes,written_bytes,write_amp";
+pub(crate) const CSV_HEADER: &str = "t,ops,rss_anon,rss_file,fds,deleted_open,deleted_mapped,deleted_bytes,disk_bytes,live_bytes,disk_per_live,user_bytes,written_bytes,write_amp";
 
 fn opt(v: Option<f64>) -> String {
     v.map_or_else(String::new, |v| format!("{v}"))
@@ -26,7 +26,7 @@ pub(crate) fn csv(samples: &[Sample]) -> String {
     for x in samples {
         let _ = writeln!(
             s,
-            "{:.3},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{:.3},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             x.t,
             opt(x.ops),
             x.rss_anon,
@@ -34,6 +34,7 @@ pub(crate) fn csv(samples: &[Sample]) -> String {
             x.fds,
             x.deleted_open.len(),
             x.deleted_mapped.len(),
+            x.deleted_bytes,
             x.disk,
             opt(x.live),
             opt(x.disk_per_live().map(|r| (r * 1000.0).round() / 1000.0)),
@@ -137,6 +138,9 @@ pub(crate) fn draw(path: &Path, title: &str, samples: &[Sample]) -> Result<(), S
         curve("live keys + values (MiB)", GREEN, samples, |s| {
             s.live.map(|l| l / MIB)
         }),
+        curve("kept by deleted files (MiB)", RED, samples, |s| {
+            Some(s.deleted_bytes / MIB)
+        }),
     ];
     let files = [
         curve("open descriptors", BLUE, samples, |s| Some(s.fds)),
@@ -180,6 +184,7 @@ mod tests {
                 } else {
                     vec![]
                 },
+                deleted_bytes: if i == 3 { MIB } else { 0.0 },
                 disk: 8.0 * MIB,
                 live: (i > 1).then_some(4.0 * MIB),
                 ..Sample::default()
@@ -189,9 +194,9 @@ mod tests {
         let rows: Vec<&str> = text.lines().collect();
         assert_eq!(rows.len(), 6);
         assert_eq!(rows[0], CSV_HEADER);
-        assert_eq!(rows[1], "1.000,,10485760,5242880,12,0,0,8388608,,,,,");
+        assert_eq!(rows[1], "1.000,,10485760,5242880,12,0,0,0,8388608,,,,,");
         assert!(
-            rows[3].contains(",12,0,1,8388608,4194304,2,"),
+            rows[3].contains(",12,0,1,1048576,8388608,4194304,2.25,"),
             "{}",
             rows[3]
         );

@@ -2,9 +2,10 @@
 //! (`/proc/PID/status`, read with kv-tool's own reader, `proc_status.rs`), its open
 //! descriptors (`/proc/PID/fd`), the deleted files of the run it still holds open
 //! (descriptors whose target ends in " (deleted)") or mapped (`/proc/PID/maps` lines
-//! ending so), and the bytes allocated to the database directory (`st_blocks`).
+//! ending so) with the bytes they keep allocated, and the bytes allocated to the
+//! database directory (`st_blocks`).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,10 @@ pub(crate) struct Seen {
     pub deleted_open: Vec<String>,
     /// Deleted files under the run's directory, mapped.
     pub deleted_mapped: Vec<String>,
+    /// Bytes the deleted files (open or mapped) keep allocated: per file, its
+    /// `st_blocks` through the descriptor, or where it is only mapped, the end of its
+    /// furthest mapping (a table is mapped whole).
+    pub deleted_bytes: u64,
 }
 
 const DELETED: &str = " (deleted)";
@@ -36,15 +41,33 @@ fn deleted_under(target: &str, under: &str) -> Option<String> {
         .then(|| path.to_string())
 }
 
-/// The deleted files under `under` named by the lines of a maps file, each once.
-pub(crate) fn deleted_in_maps(maps: &str, under: &str) -> Vec<String> {
-    let set: BTreeSet<String> = maps
-        .lines()
+/// The deleted files under `under` named by the lines of a maps file, each once, with
+/// the end of the furthest mapping of each (its offset plus its length).
+pub(crate) fn deleted_in_maps(maps: &str, under: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for l in maps.lines() {
         // The path is the last field and the only one that holds a '/'.
-        .filter_map(|l| l.find('/').and_then(|i| l.get(i..)))
-        .filter_map(|p| deleted_under(p, under))
-        .collect();
-    set.into_iter().collect()
+        let Some(path) = l.find('/').and_then(|i| l.get(i..)) else {
+            continue;
+        };
+        let Some(path) = deleted_under(path, under) else {
+            continue;
+        };
+        // "start-end perms offset ...", hexadecimal.
+        let mut f = l.split_whitespace();
+        let range = f.next().and_then(|r| r.split_once('-'));
+        let offset = f.nth(1).and_then(|o| u64::from_str_radix(o, 16).ok());
+        let end = range
+            .and_then(|(a, b)| {
+                let a = u64::from_str_radix(a, 16).ok()?;
+                let b = u64::from_str_radix(b, 16).ok()?;
+                b.checked_sub(a)?.checked_add(offset?)
+            })
+            .unwrap_or(0);
+        let e = out.entry(path).or_insert(0);
+        *e = (*e).max(end);
+    }
+    out
 }
 
 /// Reads `/proc/PID`; `None` once the process is gone. `run_dir` must be canonical
@@ -54,7 +77,8 @@ pub(crate) fn look(pid: u32, run_dir: &Path) -> Option<Seen> {
     let rss = read_rss(&pid.to_string())?;
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
     let mut fds = 0;
-    let mut open = BTreeSet::new();
+    // Per deleted open file: its allocated bytes.
+    let mut open: BTreeMap<String, u64> = BTreeMap::new();
     for entry in std::fs::read_dir(proc_dir.join("fd")).ok()?.flatten() {
         fds += 1;
         // A descriptor closed between the listing and the read is simply not counted
@@ -62,16 +86,24 @@ pub(crate) fn look(pid: u32, run_dir: &Path) -> Option<Seen> {
         if let Ok(target) = std::fs::read_link(entry.path())
             && let Some(p) = deleted_under(&target.to_string_lossy(), &under)
         {
-            open.insert(p);
+            // `stat` through the link reaches the deleted file itself.
+            let bytes = std::fs::metadata(entry.path()).map_or(0, |m| m.blocks() * 512);
+            open.insert(p, bytes);
         }
     }
     let maps = std::fs::read_to_string(proc_dir.join("maps")).ok()?;
+    let mapped = deleted_in_maps(&maps, &under);
+    let mut held = open.clone();
+    for (p, end) in &mapped {
+        held.entry(p.clone()).or_insert(*end);
+    }
     Some(Seen {
         rss_anon: rss.anon,
         rss_file: rss.file,
         fds,
-        deleted_open: open.into_iter().collect(),
-        deleted_mapped: deleted_in_maps(&maps, &under),
+        deleted_open: open.into_keys().collect(),
+        deleted_mapped: mapped.into_keys().collect(),
+        deleted_bytes: held.values().sum(),
     })
 }
 
@@ -110,9 +142,14 @@ mod tests {
 7f00500000-7f00600000 r--s 00000000 fd:01 459 /run/x2/db/000001.sst (deleted)
 7f00600000-7f00700000 rw-s 00000000 00:01 460 /memfd:x (deleted)
 ";
+        let found = deleted_in_maps(maps, "/run/x");
+        let found: Vec<(&str, u64)> = found.iter().map(|(p, e)| (p.as_str(), *e)).collect();
         assert_eq!(
-            deleted_in_maps(maps, "/run/x"),
-            ["/run/x/db/000012.sst", "/run/x/db/my table.sst"]
+            found,
+            [
+                ("/run/x/db/000012.sst", 0x200000),
+                ("/run/x/db/my table.sst", 0x100000)
+            ]
         );
     }
 
@@ -132,8 +169,10 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let after = look(me, &dir).unwrap();
         assert_eq!(after.deleted_open, [path.to_string_lossy().into_owned()]);
+        assert!(after.deleted_bytes >= 64 << 10, "{after:?}");
         drop(file);
-        assert!(look(me, &dir).unwrap().deleted_open.is_empty());
+        let closed = look(me, &dir).unwrap();
+        assert!(closed.deleted_open.is_empty() && closed.deleted_bytes == 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -46,6 +46,8 @@ pub(crate) struct Sample {
     pub deleted_mapped: Vec<String>,
     /// Bytes allocated on disk for the database directory (`st_blocks`).
     pub disk: f64,
+    /// Bytes deleted files of the run still keep allocated (open or mapped).
+    pub deleted_bytes: f64,
     /// Bytes of the live keys and values (the workload's model).
     pub live: Option<f64>,
     /// Bytes of keys and values written by the workload, over the run.
@@ -59,9 +61,12 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
-    /// Allocated disk bytes per live byte.
+    /// Allocated disk bytes (the directory's and those deleted files keep) per live
+    /// byte.
     pub(crate) fn disk_per_live(&self) -> Option<f64> {
-        self.live.filter(|l| *l > 0.0).map(|l| self.disk / l)
+        self.live
+            .filter(|l| *l > 0.0)
+            .map(|l| (self.disk + self.deleted_bytes) / l)
     }
 }
 
@@ -402,6 +407,7 @@ mod tests {
                     deleted_open: Vec::new(),
                     deleted_mapped: Vec::new(),
                     disk: 50.0 * MIB * g * if i % 5 == 0 { 1.8 } else { 1.0 },
+                    deleted_bytes: 0.0,
                     live: Some(40.0 * MIB),
                     user_bytes: Some(t * 10.0 * MIB),
                     written_bytes: Some(t * 10.0 * MIB * 4.0 * g),
