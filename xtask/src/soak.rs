@@ -167,7 +167,7 @@ pub(crate) fn soak(args: &[String]) -> Result<bool, String> {
     }
     let n = |name: &str| last.as_ref().and_then(|l| l.get(name)).unwrap_or(0.0);
     println!(
-        "soak: {} in {:.0} s ({} keys, {:.0} ops, {:.0} reopens, {:.0} checkpoints): {}; deleted files held: at most {} at once, longest {:.0} s (grace {:.0} s); chart {}, samples {}",
+        "soak: {} in {:.0} s ({} keys, {:.0} ops, {:.0} reopens, {:.0} checkpoints): {}; deleted files held: at most {} at once (limit {} past the grace), longest {:.0} s (grace {:.0} s); chart {}, samples {}",
         if v.passes() {
             "PASS".to_string()
         } else {
@@ -180,6 +180,7 @@ pub(crate) fn soak(args: &[String]) -> Result<bool, String> {
         n(line::CHECKPOINTS),
         v.figures(),
         v.most_deleted_at_once,
+        verdict::MAX_DELETED_AT_ONCE,
         v.longest_deleted_secs,
         verdict::GRACE_SECS,
         svg_path.display(),

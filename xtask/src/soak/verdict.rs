@@ -15,13 +15,18 @@
 //! Deleted files: a file of the run's directories that is deleted but still open (a
 //! descriptor) or mapped (`/proc/PID/maps`) may be seen for a moment (a reader
 //! finishing with an obsolete table); seen in consecutive samples over more than
-//! [`GRACE_SECS`], it is a leak.
+//! [`GRACE_SECS`], it is a leak. So is a crowd of them that never clears, even if each
+//! one goes within the grace period: more than [`MAX_DELETED_AT_ONCE`] (the issue's
+//! figure for a 10M-key fill) in every sample over more than [`GRACE_SECS`] means
+//! obsolete tables are kept as a rule, their disk space and page cache with them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Seconds a deleted file may stay open or mapped.
 pub(crate) const GRACE_SECS: f64 = 5.0;
+/// Deleted files that may be held at once for longer than [`GRACE_SECS`].
+pub(crate) const MAX_DELETED_AT_ONCE: usize = 4;
 /// Fewer samples than this cannot show a trend: the verdict is a failure.
 pub(crate) const MIN_SAMPLES: usize = 10;
 
@@ -250,6 +255,10 @@ pub(crate) struct Verdict {
     pub most_deleted_at_once: usize,
     /// The longest any deleted file was seen, in seconds.
     pub longest_deleted_secs: f64,
+    /// The longest stretch of samples with more than [`MAX_DELETED_AT_ONCE`] deleted
+    /// files held, as (first sample's time, seconds to the last, fewest in it), if
+    /// longer than the grace period.
+    pub crowded: Option<(f64, f64, usize)>,
     /// Other reasons to fail (too few samples, a rule without data, the workload
     /// failing).
     pub problems: Vec<String>,
@@ -258,7 +267,10 @@ pub(crate) struct Verdict {
 impl Verdict {
     /// Whether the run passes.
     pub(crate) fn passes(&self) -> bool {
-        self.problems.is_empty() && self.held.is_empty() && self.trends.iter().all(Trend::holds)
+        self.problems.is_empty()
+            && self.held.is_empty()
+            && self.crowded.is_none()
+            && self.trends.iter().all(Trend::holds)
     }
 
     /// The reasons it fails, one per line.
@@ -278,6 +290,11 @@ impl Verdict {
             out.push(format!(
                 "deleted file {} stayed {} for {:.0} s from t={:.0} s (grace {GRACE_SECS:.0} s)",
                 h.path, h.how, h.secs, h.from
+            ));
+        }
+        if let Some((from, secs, fewest)) = self.crowded {
+            out.push(format!(
+                "at least {fewest} deleted files held at once (limit {MAX_DELETED_AT_ONCE}) for {secs:.0} s from t={from:.0} s (grace {GRACE_SECS:.0} s)"
             ));
         }
         out
@@ -342,6 +359,9 @@ fn deleted(samples: &[Sample], v: &mut Verdict) {
         longest: (f64, f64),
     }
     let mut seen: BTreeMap<&str, Seen> = BTreeMap::new();
+    // The current stretch of crowded samples: (start, fewest), and the longest.
+    let mut crowd: Option<(f64, usize)> = None;
+    let mut longest_crowd: Option<(f64, f64, usize)> = None;
     for (i, s) in samples.iter().enumerate() {
         let mut here: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
         for p in &s.deleted_open {
@@ -351,6 +371,16 @@ fn deleted(samples: &[Sample], v: &mut Verdict) {
             here.entry(p.as_str()).or_default().1 = true;
         }
         v.most_deleted_at_once = v.most_deleted_at_once.max(here.len());
+        crowd = if here.len() > MAX_DELETED_AT_ONCE {
+            let (start, fewest) = crowd.unwrap_or((s.t, here.len()));
+            let fewest = fewest.min(here.len());
+            if longest_crowd.is_none_or(|(_, secs, _)| s.t - start > secs) {
+                longest_crowd = Some((start, s.t - start, fewest));
+            }
+            Some((start, fewest))
+        } else {
+            None
+        };
         for (p, (open, mapped)) in here {
             let e = seen.entry(p).or_insert(Seen {
                 open,
@@ -371,6 +401,7 @@ fn deleted(samples: &[Sample], v: &mut Verdict) {
             }
         }
     }
+    v.crowded = longest_crowd.filter(|(_, secs, _)| *secs > GRACE_SECS);
     for (p, e) in seen {
         v.longest_deleted_secs = v.longest_deleted_secs.max(e.longest.1);
         if e.longest.1 > GRACE_SECS {
@@ -502,6 +533,32 @@ mod tests {
         assert!(v.passes(), "{:?}", v.failures());
         assert_eq!(v.longest_deleted_secs, 4.0);
         assert_eq!(v.most_deleted_at_once, 2);
+    }
+
+    #[test]
+    fn a_crowd_of_deleted_files_that_never_clears_fails() {
+        // Each deleted table goes after 2 s, but 6 are held at every sample from t=5
+        // to t=25: obsolete tables kept as a rule.
+        let mut s = run(30, |_| 1.0);
+        for (i, x) in s.iter_mut().enumerate().take(25).skip(4) {
+            for j in 0..6 {
+                let n = i / 2 * 10 + j;
+                x.deleted_mapped.push(format!("/r/db/{n:06}.sst"));
+            }
+        }
+        let v = judge(&s);
+        assert!(v.held.is_empty() && v.longest_deleted_secs <= 2.0, "{v:?}");
+        assert_eq!(v.crowded, Some((5.0, 20.0, 6)));
+        assert!(!v.passes());
+        assert!(v.failures()[0].starts_with("at least 6 deleted files held at once"));
+        // As many, but cleared for a sample every 5 s: moments, not a rule.
+        for x in s.iter_mut().skip(9).step_by(5) {
+            x.deleted_mapped.clear();
+        }
+        let v = judge(&s);
+        assert!(v.passes(), "{:?}", v.failures());
+        assert_eq!(v.crowded, None);
+        assert_eq!(v.most_deleted_at_once, 6);
     }
 
     #[test]
