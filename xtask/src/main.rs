@@ -3,7 +3,7 @@
 //! The modules, in the order a command flows through them:
 //! - `main.rs` (here): reads the subcommand and hands it its arguments;
 //! - `ci.rs`: the gate, a list of steps (fmt, clippy, tests, rustdoc, package, the fuzz
-//!   smoke, the crash smokes);
+//!   smoke, the crash smokes, a minute of the soak);
 //! - `fuzz.rs`: the cargo-fuzz targets, for a long run or as a smoke step of `ci`;
 //! - `crash.rs` and `crash/`: the black-box crash tests (their own map in `crash.rs`),
 //!   reading `kv stress`'s lines with kv-tool's definition of them
@@ -22,8 +22,8 @@
 //!
 //! - `cargo xtask ci`: the one gate. fmt check, clippy (warnings denied), the workspace
 //!   tests (nextest when installed, else `cargo test`; doc tests too), rustdoc (warnings
-//!   denied), and `cargo package --workspace`. Prints a summary table and exits non-zero
-//!   if any step failed.
+//!   denied), `cargo package --workspace`, the fuzz and crash smokes, and 60 s of `soak`
+//!   over 20,000 keys. Prints a summary table and exits non-zero if any step failed.
 //! - `cargo xtask fuzz [--target T] [--seconds S] [--smoke]`: runs the cargo-fuzz
 //!   targets in `fuzz/` on the nightly toolchain (installing cargo-fuzz if missing):
 //!   every target (or just T) for S seconds each (default 60), from its committed seed
