@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use kv_engine::Db;
 
 use crate::cli::BenchArgs;
@@ -90,9 +90,13 @@ pub(crate) const BAR_AFTER: Duration = Duration::from_secs(3);
 fn progress_bar(w: Workload, ops: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(ops), ProgressDrawTarget::hidden());
     let style = ProgressStyle::with_template(
-        "{prefix:>16} [{bar:30}] {pos:>9}/{len:9} {per_sec:>14} eta {eta}",
+        "{prefix:>16} [{bar:30}] {pos:>9}/{len:9} {rate:>12} eta {eta}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
+    // indicatif's own `{per_sec}` prints every decimal of the rate.
+    .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.0}/s", s.per_sec());
+    })
     .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(w.name());
