@@ -27,7 +27,8 @@
 //! where the checkpoints, reopens and the end fall in it depends on the speed.
 //!
 //! Output: one JSON object per line on stdout (`soak/line.rs`, which xtask compiles in
-//! too): the settings, then about one sample a second with the engine-side figures
+//! too): the settings, then about one sample a second (during the fill too, with 0
+//! operations) with the engine-side figures
 //! (live bytes from the model, table bytes and memtable bytes from `Db::stats`, bytes
 //! written by the workload, to tables and to the WAL, write amplification = bytes
 //! written to the WAL and to tables / bytes written by the workload, as
@@ -318,6 +319,14 @@ impl Soak<'_> {
                 self.set(k, Some(len));
             }
             i = end;
+            // A large key space takes minutes to fill: the samples go on meanwhile.
+            let now = Instant::now();
+            if now >= self.next_sample {
+                emit(&self.sample_line(line::SAMPLE, Some((db, 0))));
+                while self.next_sample <= now {
+                    self.next_sample += Duration::from_secs(1);
+                }
+            }
         }
         Ok(())
     }

@@ -50,7 +50,8 @@ pub(crate) const REOPEN_SECS: &str = "reopen_secs";
 
 /// Sample: seconds since the start of the run.
 pub(crate) const T: &str = "t";
-/// Sample: operations done (a batch, a scan, a snapshot taken each count as one).
+/// Sample: operations done (a batch, a scan, a snapshot taken each count as one); 0
+/// while the key space is being filled, before the mixed workload starts.
 pub(crate) const OPS: &str = "ops";
 /// Sample: keys that hold a value now.
 pub(crate) const LIVE_KEYS: &str = "live_keys";
