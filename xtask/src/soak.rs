@@ -239,8 +239,10 @@ fn run(kv: &Path, run_dir: &Path, a: &SoakArgs) -> Result<Run, String> {
     let mut last: Option<Line> = None;
     let mut done = false;
     let deadline = start + Duration::from_secs_f64(a.secs) + CLOSE_ALLOWANCE;
+    let mut tick = 0;
     let status = loop {
-        let next = start + Duration::from_secs(samples.len() as u64 + 1);
+        tick += 1;
+        let next = start + Duration::from_secs(tick);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         for p in rx.try_iter() {
             take(p, &mut last, &mut done);
