@@ -18,7 +18,7 @@
 //! a grace period, fails the run, as does the workload failing a check), writes them to
 //! `target/soak/soak.csv`, draws them to `target/soak/soak.svg` (`soak/chart.rs`),
 //! prints any reasons to fail, and prints the one-line verdict last. The database is
-//! removed unless `--keep`. `cargo xtask ci` runs it for 60 s over 20,000 keys.
+//! removed unless `--keep` or the workload itself failed. `cargo xtask ci` runs it for 60 s over 20,000 keys.
 
 mod chart;
 #[path = "../../kv-tool/src/soak/line.rs"]
@@ -140,6 +140,9 @@ pub(crate) fn soak(args: &[String]) -> Result<bool, String> {
         mut problems,
         last,
     } = run(&kv, &run_dir, &a)?;
+    // A failure of the workload itself (a read check, an engine error) keeps the
+    // database as evidence.
+    let keep = a.keep || !problems.is_empty();
     let mut v = verdict::judge(&samples);
     v.problems.append(&mut problems);
 
@@ -155,7 +158,7 @@ pub(crate) fn soak(args: &[String]) -> Result<bool, String> {
         if v.passes() { "PASS" } else { "FAIL" }
     );
     chart::draw(&svg_path, &title, &samples)?;
-    if a.keep {
+    if keep {
         println!("soak: kept {}", run_dir.display());
     } else {
         std::fs::remove_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
