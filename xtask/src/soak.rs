@@ -18,7 +18,8 @@
 //! a grace period, fails the run, as does the workload failing a check), writes them to
 //! `target/soak/soak.csv`, draws them to `target/soak/soak.svg` (`soak/chart.rs`),
 //! prints any reasons to fail, and prints the one-line verdict last. The database is
-//! removed unless `--keep` or the workload itself failed. `cargo xtask ci` runs it for 60 s over 20,000 keys.
+//! removed unless `--keep` or the workload itself failed. `cargo xtask ci` runs it for
+//! 60 s over 20,000 keys.
 
 mod chart;
 #[path = "../../kv-tool/src/soak/line.rs"]
