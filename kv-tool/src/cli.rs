@@ -14,7 +14,7 @@ use kv_engine::Compression;
 #[command(name = "kv", version, max_term_width = 100)]
 pub(crate) struct Cli {
     /// The database directory (for get, put, delete, scan, batch, stats, compact,
-    /// checkpoint, verify and stress).
+    /// checkpoint, verify, stress and soak).
     #[arg(short = 'd', long, global = true, value_name = "DIR")]
     pub db: Option<PathBuf>,
 
@@ -86,6 +86,10 @@ pub(crate) enum Command {
     /// Run the crash-test workload (for `cargo xtask crash`): writer threads that log
     /// every operation before it starts and when it is acknowledged, until killed.
     Stress(crate::stress::StressArgs),
+    /// Run the soak test's workload (for `cargo xtask soak`): random overwrites,
+    /// deletes, reads, scans, snapshots, checkpoints and reopens for --seconds, printing
+    /// the engine's figures as one JSON line a second.
+    Soak(crate::soak::SoakArgs),
     /// Serve the database (--db) to replicas as a primary, until killed. Write
     /// commands read from stdin ("put KEY VALUE" / "delete KEY", one write per line)
     /// are applied through the primary (waiting for replicas with --semi-sync) and

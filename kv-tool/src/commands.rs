@@ -91,6 +91,7 @@ fn dispatch(cli: Cli, out: &mut Out) -> CliResult {
         }
         Command::Verify => verify(&db_dir()?, out),
         Command::Stress(args) => crate::stress::run(&db_dir()?, &args),
+        Command::Soak(args) => crate::soak::run(&db_dir()?, &args),
         Command::Serve(args) => crate::replication::serve(&db_dir()?, &args, enc, out),
         Command::Follow(args) => crate::replication::follow(&db_dir()?, &args, out),
     }

@@ -3,7 +3,8 @@
 //! `kv bench` runs db_bench-style workloads; `get`, `put`, `delete`, `scan`, `batch`,
 //! `stats`, `compact` and `checkpoint` work on a database directory; `verify` checks
 //! every checksum of every file and `dump` prints a WAL segment, a table or a manifest;
-//! `stress` is the workload of the crash test (`cargo xtask crash`); `serve` and
+//! `stress` is the workload of the crash test (`cargo xtask crash`), `soak` that of
+//! the soak test (`cargo xtask soak`); `serve` and
 //! `follow` run a replication primary and replica.
 //! See the crate README for every command and the batch input format.
 //!
@@ -22,6 +23,10 @@
 //!     `value.rs` the self-checking values, `log.rs` the lines printed, which `cargo
 //!     xtask crash` reads with this same file);
 //!   - `replication.rs`: `kv serve` and `kv follow`;
+//!   - `soak.rs` and `soak/`: `kv soak`, the long mixed workload `cargo xtask soak`
+//!     watches (`line.rs` the lines printed, which xtask reads with this same file);
+//! - `proc_status.rs`: the resident set by kind from `/proc/PID/status` (`bench`, and
+//!   `cargo xtask soak` with this same file);
 //! - `batch_input.rs`: the batch input format (`kv batch`, `kv serve`'s stdin);
 //! - `escape.rs`: keys and values as text or hex (`--hex`), in and out;
 //! - `histogram.rs`: latency histograms for `bench`;
@@ -40,7 +45,9 @@ mod error;
 mod escape;
 mod histogram;
 mod output;
+mod proc_status;
 mod replication;
+mod soak;
 mod stress;
 
 use std::process::ExitCode;

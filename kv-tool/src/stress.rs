@@ -57,7 +57,8 @@ mod value;
 
 use config::StressConfig;
 use log::{Line, OpKind, ValueId};
-use random::{Rng, fnv1a};
+pub(crate) use random::Rng;
+use random::fnv1a;
 use value::{check_value, key_name, make_value};
 
 /// When `kv stress` syncs its writes.

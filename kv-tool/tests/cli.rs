@@ -422,6 +422,17 @@ fn bench_runs_every_workload_and_cleans_up() {
     );
     assert!(json.contains("\"workload\":\"readrandom\""), "{json}");
     assert!(json.contains("\"found\":500"), "{json}");
+    for field in [
+        "peak_anon_bytes",
+        "peak_file_bytes",
+        "end_anon_bytes",
+        "end_file_bytes",
+    ] {
+        assert!(
+            json.contains(&format!("\"{field}\":")),
+            "{field} missing: {json}"
+        );
+    }
     assert!(json.contains("\"write_amp\":"), "{json}");
     assert_eq!(json.lines().count(), 1);
     assert_eq!(
@@ -449,6 +460,70 @@ fn bench_runs_every_workload_and_cleans_up() {
     );
 }
 
+/// The number after `"name":` in a line of `kv soak`.
+fn soak_field(line: &str, name: &str) -> f64 {
+    let rest = line
+        .split_once(&format!("\"{name}\":"))
+        .unwrap_or_else(|| panic!("{name} missing: {line}"))
+        .1;
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().unwrap()
+}
+
+#[test]
+fn soak_runs_reopens_checkpoints_and_leaves_a_sound_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let cps = tmp.path().join("cps");
+    let args = [
+        "--db",
+        path(&db),
+        "soak",
+        "--seconds",
+        "2.5",
+        "--keys",
+        "2000",
+        "--reopen-secs",
+        "1",
+        "--checkpoint-secs",
+        "0.4",
+        "--checkpoint-dir",
+        path(&cps),
+        "--memtable-size",
+        "256K",
+    ];
+    let out = ok(&args);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("{\"kind\":\"settings\","), "{out}");
+    assert_eq!(soak_field(lines[0], "keys"), 2000.0);
+    assert!(lines[1].starts_with("{\"kind\":\"sample\","), "{out}");
+    let done = lines.last().unwrap();
+    assert!(done.starts_with("{\"kind\":\"done\","), "{out}");
+    assert!(soak_field(done, "reopens") >= 1.0, "{done}");
+    assert!(soak_field(done, "checkpoints") >= 2.0, "{done}");
+    assert!(soak_field(done, "reads_checked") > 0.0, "{done}");
+    // Most keys are live: puts outnumber deletes about 5 to 1.
+    let live = soak_field(done, "live_keys");
+    assert!(live > 1000.0 && live <= 2000.0, "{done}");
+    // Two checkpoints kept, each a database of its own; the database itself is sound.
+    let kept: Vec<_> = std::fs::read_dir(&cps).unwrap().collect();
+    assert_eq!(kept.len(), 2);
+    for cp in kept {
+        ok(&["--db", path(&cp.unwrap().path()), "verify"]);
+    }
+    ok(&["--db", path(&db), "verify"]);
+    // A second run on the same database checks its reads against the data the first
+    // left (its model loaded from the database).
+    let again = ok(&args);
+    assert!(
+        again
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("{\"kind\":\"done\",")
+    );
+}
+
 #[test]
 fn help_and_version() {
     let out = ok(&["--help"]);
@@ -464,6 +539,7 @@ fn help_and_version() {
         "checkpoint",
         "verify",
         "dump",
+        "soak",
     ] {
         assert!(out.contains(c), "{c} missing from --help");
     }

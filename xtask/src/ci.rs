@@ -113,6 +113,15 @@ pub(crate) fn ci(args: &[String]) -> Result<bool, String> {
     ]);
     run_step(&mut steps, "crash (replica)", replication);
 
+    // The soak gate: a minute of `kv soak`'s mixed workload over 20,000 keys, failing
+    // on a figure that grows from the first half to the second or on deleted files held
+    // (`cargo xtask soak --secs N --keys N` for longer; its chart and samples are in
+    // `target/soak/`).
+    let mut soak = Command::new(self_exe()?);
+    soak.current_dir(root())
+        .args(["soak", "--secs", "60", "--keys", "20000"]);
+    run_step(&mut steps, "soak (60 s)", soak);
+
     Ok(print_summary("cargo xtask ci", &steps))
 }
 

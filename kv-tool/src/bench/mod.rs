@@ -1,8 +1,11 @@
 //! `kv bench`: db_bench-style workloads against a fresh database, one results row per
 //! workload.
 //!
-//! Each workload runs with a progress bar on stderr (hidden when stderr is not a
-//! terminal). The clock covers the operations only; after a workload that writes, the
+//! A workload that runs longer than [`BAR_AFTER`] shows a progress bar on stderr
+//! (never when stderr is not a terminal; never on stdout, so `--json` output stays
+//! clean). A sampler thread (`memory.rs`) reads the resident set by kind during each
+//! workload and its settling, for the peaks and end figures of anonymous and
+//! file-backed memory. The clock covers the operations only; after a workload that writes, the
 //! benchmark waits for the flushes and compactions it caused (`flush` + `wait_idle`,
 //! outside the clock) and then reads the database's statistics, so write amplification
 //! (bytes written to the WAL and to tables per byte of user data) includes them, and
@@ -18,9 +21,9 @@ mod workloads;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use kv_engine::Db;
 
 use crate::cli::BenchArgs;
@@ -80,13 +83,20 @@ pub(crate) fn run(args: &BenchArgs, out: &mut Out) -> CliResult {
     Ok(())
 }
 
+/// A workload's progress bar appears once it has run this long.
+pub(crate) const BAR_AFTER: Duration = Duration::from_secs(3);
+
+/// The bar of workload `w`, hidden: the memory sampler shows it after [`BAR_AFTER`].
 fn progress_bar(w: Workload, ops: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(ops), ProgressDrawTarget::stderr());
-    // `ProgressDrawTarget::stderr` draws nothing when stderr is not a terminal.
+    let bar = ProgressBar::with_draw_target(Some(ops), ProgressDrawTarget::hidden());
     let style = ProgressStyle::with_template(
-        "{prefix:>16} [{bar:30}] {pos:>9}/{len:9} {per_sec:>14} eta {eta}",
+        "{prefix:>16} [{bar:30}] {pos:>9}/{len:9} {rate:>12} eta {eta}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
+    // indicatif's own `{per_sec}` prints every decimal of the rate.
+    .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.0}/s", s.per_sec());
+    })
     .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(w.name());
@@ -115,6 +125,7 @@ fn run_workloads(s: &Settings, db_path: &Path) -> CliResult<Vec<PhaseResult>> {
         let before = handle.stats();
         let ops = w.ops(s.count);
         let bar = progress_bar(w, ops);
+        let sampler = memory::Sampler::start(bar.clone(), BAR_AFTER);
         let env = workloads::Env {
             db: handle,
             count: s.count,
@@ -148,6 +159,7 @@ fn run_workloads(s: &Settings, db_path: &Path) -> CliResult<Vec<PhaseResult>> {
         } else {
             (None, None)
         };
+        let memory = sampler.finish();
         let reads = !w.writes() || w == Workload::ReadWhileWriting;
         results.push(PhaseResult {
             workload: w.name(),
@@ -161,7 +173,7 @@ fn run_workloads(s: &Settings, db_path: &Path) -> CliResult<Vec<PhaseResult>> {
             write_amp,
             space_amp,
             settle_seconds: settle.elapsed().as_secs_f64(),
-            peak_mem_bytes: memory::peak_rss_bytes(),
+            memory,
         });
     }
     if let Some(db) = db {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use super::memory::Memory;
 use super::result::PhaseResult;
 use super::settings::Settings;
 
@@ -49,22 +50,47 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
 }
 
-/// The results as an aligned table.
+/// Bytes as MiB, no decimals.
+fn mib_n(bytes: u64) -> String {
+    format!("{:.0}", bytes as f64 / f64::from(1 << 20))
+}
+
+/// The results as an aligned table. Memory columns: the peak total (VmHWM, since the
+/// process started), then anonymous and file-backed resident memory, each as the peak
+/// seen during the workload / at its end, in MiB.
 pub(crate) fn table(results: &[PhaseResult]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<16} {:>9} {:>11} {:>8} {:>9} {:>9} {:>6} {:>6} {:>9}  note",
-        "workload", "ops", "ops/s", "MB/s", "p50 us", "p99 us", "w-amp", "s-amp", "peak MiB"
+        "{:<16} {:>9} {:>11} {:>8} {:>9} {:>9} {:>6} {:>6} {:>9} {:>11} {:>11}  note",
+        "workload",
+        "ops",
+        "ops/s",
+        "MB/s",
+        "p50 us",
+        "p99 us",
+        "w-amp",
+        "s-amp",
+        "peak MiB",
+        "anon pk/end",
+        "file pk/end"
     );
     for r in results {
         let note = match r.found {
             Some(f) => format!("{f} of {} found", r.ops),
             None => String::new(),
         };
+        let (peak, anon, file) = match &r.memory {
+            Some(m) => (
+                mib_n(m.peak_total),
+                format!("{}/{}", mib_n(m.peak_anon), mib_n(m.end.anon)),
+                format!("{}/{}", mib_n(m.peak_file), mib_n(m.end.file)),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
         let _ = writeln!(
             t,
-            "{:<16} {:>9} {:>11.0} {:>8.1} {:>9} {:>9} {:>6} {:>6} {:>9}  {note}",
+            "{:<16} {:>9} {:>11.0} {:>8.1} {:>9} {:>9} {:>6} {:>6} {:>9} {:>11} {:>11}  {note}",
             r.workload,
             r.ops,
             r.ops_per_sec(),
@@ -73,10 +99,9 @@ pub(crate) fn table(results: &[PhaseResult]) -> String {
             us(r.p99_ns),
             opt(r.write_amp),
             opt(r.space_amp),
-            r.peak_mem_bytes.map_or_else(
-                || "-".to_string(),
-                |b| format!("{:.0}", b as f64 / f64::from(1 << 20))
-            ),
+            peak,
+            anon,
+            file,
         );
     }
     t.truncate(t.trim_end().len());
@@ -112,8 +137,11 @@ fn json_num(v: Option<f64>) -> String {
     }
 }
 
-/// The results as one JSON object: `settings`, `results` (one object per workload),
-/// `wall_seconds`, and `kept_dir` (a path or null).
+/// The results as one JSON object: `settings`, `results` (one object per workload;
+/// memory in bytes: `peak_mem_bytes` the peak total so far, `peak_anon_bytes` and
+/// `peak_file_bytes` the peaks by kind seen during the workload, `end_anon_bytes` and
+/// `end_file_bytes` at its end, each null where unknown), `wall_seconds`, and
+/// `kept_dir` (a path or null).
 pub(crate) fn json(
     s: &Settings,
     results: &[PhaseResult],
@@ -138,9 +166,14 @@ pub(crate) fn json(
         if i > 0 {
             j.push(',');
         }
+        let mem = |f: fn(&Memory) -> u64| {
+            r.memory
+                .as_ref()
+                .map_or_else(|| "null".to_string(), |m| f(m).to_string())
+        };
         let _ = write!(
             j,
-            "{{\"workload\":{},\"ops\":{},\"seconds\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{},\"found\":{},\"write_amp\":{},\"space_amp\":{},\"settle_seconds\":{},\"peak_mem_bytes\":{}}}",
+            "{{\"workload\":{},\"ops\":{},\"seconds\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{},\"found\":{},\"write_amp\":{},\"space_amp\":{},\"settle_seconds\":{},\"peak_mem_bytes\":{},\"peak_anon_bytes\":{},\"peak_file_bytes\":{},\"end_anon_bytes\":{},\"end_file_bytes\":{}}}",
             json_str(r.workload),
             r.ops,
             json_num(Some(r.seconds)),
@@ -154,8 +187,11 @@ pub(crate) fn json(
             json_num(r.write_amp),
             json_num(r.space_amp),
             json_num(Some(r.settle_seconds)),
-            r.peak_mem_bytes
-                .map_or_else(|| "null".to_string(), |b| b.to_string()),
+            mem(|m| m.peak_total),
+            mem(|m| m.peak_anon),
+            mem(|m| m.peak_file),
+            mem(|m| m.end.anon),
+            mem(|m| m.end.file),
         );
     }
     let _ = write!(

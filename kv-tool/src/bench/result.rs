@@ -1,5 +1,7 @@
 //! One workload's measured results: a row of the report.
 
+use super::memory::Memory;
+
 /// One row of the results.
 #[derive(Clone, Debug)]
 pub(crate) struct PhaseResult {
@@ -16,8 +18,9 @@ pub(crate) struct PhaseResult {
     pub space_amp: Option<f64>,
     /// Time spent waiting for flushes and compactions after the clock stopped.
     pub settle_seconds: f64,
-    /// The process's peak resident memory so far (VmHWM), if known.
-    pub peak_mem_bytes: Option<u64>,
+    /// The process's memory during the workload and its settling (peaks by kind, the
+    /// peak total so far, and the figures at its end), if known.
+    pub memory: Option<Memory>,
 }
 
 impl PhaseResult {

@@ -3,20 +3,11 @@
 //! cargo builds.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::workspace::root;
-
-/// The cargo target directory: `CARGO_TARGET_DIR` (relative to the workspace root) or
-/// `target/`.
-pub(super) fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => root().join(d),
-        None => root().join("target"),
-    }
-}
+pub(super) use crate::workspace::target_dir;
 
 /// Copies the directory `from` to `to` (replacing `to`), recursively.
 pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
