@@ -214,7 +214,23 @@ impl Inner {
         let work = st.resume.failed;
         drop(st);
         tracing::info!(?work, "retrying background work after running out of space");
-        let result = self.resume_work(work);
+        // A panic inside the retry (a bug) must not leave it marked as running, which
+        // would stop every later retry and spin `Db::resume`: it becomes a fatal error.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.resume_work(work)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_string());
+                    Err(Error::io(
+                        &self.path,
+                        std::io::Error::other(format!(
+                            "the retry after running out of space panicked: {what}"
+                        )),
+                    ))
+                });
         let mut st = lock(&self.state);
         st.resume.running = false;
         let outcome = match result {

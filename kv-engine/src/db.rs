@@ -11,7 +11,7 @@ use kv_memtable::{MemtableSet, MemtableSetView};
 use kv_sstable::BlockCache;
 use kv_wal::{FileLock, Fs, Wal};
 
-use crate::bg_error::{FailedWork, ResumeState};
+use crate::bg_error::ResumeState;
 use crate::compaction::Strategy;
 use crate::counters::Counters;
 use crate::manifest::Manifest;
@@ -126,13 +126,6 @@ impl Inner {
             Some(e) => Err(Error::Background(e.clone())),
             None => Ok(()),
         }
-    }
-
-    /// Records a background failure of `work`: writes stop until a retry succeeds (out
-    /// of space) or until reopen (anything else); see `bg_error.rs`.
-    pub(crate) fn set_bg_error(&self, e: Error, work: FailedWork) {
-        let mut st = lock(&self.state);
-        self.record_bg_error(&mut st, e, work);
     }
 
     /// The sequence number readers see.

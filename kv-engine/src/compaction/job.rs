@@ -453,19 +453,28 @@ impl Db {
                 inner.empty_graveyard();
             }
         })();
-        lock(&inner.state).manual_compactions -= 1;
-        inner.bg_cv.notify_all();
-        match result {
-            // A failed compaction leaves nothing installed, but the manifest or the
-            // files may be in an unknown state: stop background work, as for an
-            // automatic compaction, and report the cause.
-            Err(e) if !matches!(e, Error::Background(_) | Error::Closed) => {
-                inner.set_bg_error(e, FailedWork::Compaction);
-                inner.check_bg_error()?;
-                Ok(())
+        // A failed compaction leaves nothing installed, but the manifest or the files
+        // may be in an unknown state: stop background work, as for an automatic
+        // compaction, and report the cause. Recorded in the same critical section that
+        // ends the manual compaction, so no retry of an earlier out-of-space failure
+        // can start (nothing running) and clear the state before this error is known.
+        let failed = {
+            let mut st = lock(&inner.state);
+            st.manual_compactions -= 1;
+            match result {
+                Err(e) if !matches!(e, Error::Background(_) | Error::Closed) => {
+                    inner.record_bg_error(&mut st, e, FailedWork::Compaction);
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+                Ok(()) => Ok(false),
             }
-            other => other,
+        };
+        inner.bg_cv.notify_all();
+        if failed? {
+            inner.check_bg_error()?;
         }
+        Ok(())
     }
 
     /// Waits until background work is idle: no memtable waiting for flush and no
