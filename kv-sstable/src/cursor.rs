@@ -60,8 +60,13 @@ impl TableCursor {
         &self.table
     }
 
-    /// Loads block `i` (or clears the cursor past either end).
+    /// Loads block `i` (or clears the cursor past either end). The caller positions
+    /// the cursor inside it next; a block already loaded is kept (a seek that lands in
+    /// the current block, as reverse iteration's seeks do, reads no block).
     fn load(&mut self, i: usize) -> Result<()> {
+        if i == self.block && self.iter.is_some() {
+            return Ok(());
+        }
         self.iter = None;
         self.block = i;
         if i < self.table.num_data_blocks() {
