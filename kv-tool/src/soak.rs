@@ -75,6 +75,19 @@ pub(crate) struct SoakArgs {
     /// Block cache size (bytes; K, M, G suffixes; default the engine's).
     #[arg(long, default_value = "64M", value_parser = crate::cli::parse_size)]
     pub cache_size: u64,
+    /// Cap on value sizes (bytes; K suffix), to fit a large key space on a small disk:
+    /// values drawn longer are cut to it.
+    #[arg(long, default_value = "16K", value_parser = parse_max_value)]
+    pub max_value: u64,
+}
+
+fn parse_max_value(s: &str) -> Result<u64, String> {
+    let n = crate::cli::parse_size(s)?;
+    if (1..=16 << 10).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("--max-value takes 1 to 16K bytes, not {s}"))
+    }
 }
 
 /// Frozen memtables allowed to wait for flush (so at most one more in memory).
@@ -426,7 +439,8 @@ impl Soak<'_> {
             256 + self.rng.below(1793)
         } else {
             (4 << 10) + self.rng.below(12 << 10) + 1
-        } as usize;
+        }
+        .min(self.args.max_value) as usize;
         let half = if k < self.args.keys / 2 { 0 } else { POOL };
         let off = half + self.rng.below((POOL - len) as u64) as usize;
         self.pool.get(off..off + len).unwrap_or_default()

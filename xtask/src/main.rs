@@ -42,7 +42,7 @@
 //!   its peers, each engine in its own process, with ratios (see `bench.rs`).
 //! - `cargo xtask stress [--secs N]`: the engine's concurrency stress suite in release
 //!   for N seconds in all (default 600; `cargo test` runs it for a few seconds).
-//! - `cargo xtask soak [--secs N] [--keys N] [--seed N] [--keep]`: the soak gate (see
+//! - `cargo xtask soak [--secs N] [--keys N] [--seed N] [--max-value BYTES] [--keep]`: the soak gate (see
 //!   `soak.rs`): `kv soak`'s long mixed workload for N seconds (default 600) over N
 //!   keys (default 100,000), sampled every second (resident memory by kind,
 //!   descriptors, deleted files held, disk against live bytes, write amplification);
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Some("soak") => soak::soak(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--replication] [--cycles N] [--seconds S] [--random-options] [--lose-unsynced | --lose-unsynced-pages] [--seed N] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny] | stress [--secs N] | soak [--secs N] [--keys N] [--seed N] [--keep]>"
+                "usage: cargo xtask <ci | fuzz [--target T] [--seconds S] [--smoke] | crash [--replication] [--cycles N] [--seconds S] [--random-options] [--lose-unsynced | --lose-unsynced-pages] [--seed N] [--keep] | bench [--vs fjall,rocksdb] [--workloads W,..] [--runs N] [--tiny] | stress [--secs N] | soak [--secs N] [--keys N] [--seed N] [--max-value BYTES] [--keep]>"
             );
             return ExitCode::from(2);
         }

@@ -1,4 +1,4 @@
-//! `cargo xtask soak [--secs N] [--keys N] [--seed N] [--keep]`: the soak gate.
+//! `cargo xtask soak [--secs N] [--keys N] [--seed N] [--max-value BYTES] [--keep]`: the soak gate.
 //!
 //! Builds the `kv` binary (release) and runs `kv soak` (kv-tool's `src/soak.rs`: random
 //! overwrites and deletes, point reads and scans checked against a model, snapshots held
@@ -52,6 +52,8 @@ pub(crate) struct SoakArgs {
     pub seed: u64,
     /// Keep the database directory.
     pub keep: bool,
+    /// The cap on value sizes given to `kv soak --max-value` (None: its default).
+    pub max_value: Option<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<SoakArgs, String> {
@@ -60,6 +62,7 @@ fn parse_args(args: &[String]) -> Result<SoakArgs, String> {
         keys: 100_000,
         seed: 1,
         keep: false,
+        max_value: None,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -89,6 +92,7 @@ fn parse_args(args: &[String]) -> Result<SoakArgs, String> {
                     .map_err(|_| "--seed takes a number")?;
             }
             "--keep" => a.keep = true,
+            "--max-value" => a.max_value = Some(value("a size in bytes")?),
             other => return Err(format!("soak: unknown argument {other:?}")),
         }
     }
@@ -219,6 +223,7 @@ fn run(kv: &Path, run_dir: &Path, a: &SoakArgs) -> Result<Run, String> {
         .args(["--seconds", &a.secs.to_string()])
         .args(["--keys", &a.keys.to_string()])
         .args(["--seed", &a.seed.to_string()])
+        .args(a.max_value.iter().flat_map(|m| ["--max-value", m.as_str()]))
         .arg("--checkpoint-dir")
         .arg(run_dir.join("checkpoints"))
         .stdout(Stdio::piped())
@@ -359,8 +364,13 @@ mod tests {
                 secs: 60.0,
                 keys: 20_000,
                 seed: 1,
-                keep: true
+                keep: true,
+                max_value: None,
             }
+        );
+        assert_eq!(
+            args(&["--max-value", "128"]).unwrap().max_value.as_deref(),
+            Some("128")
         );
         assert_eq!(args(&["--seconds", "1.5"]).unwrap().secs, 1.5);
         for bad in [
