@@ -251,10 +251,13 @@ impl Options {
     }
 
     /// Preallocate each WAL segment ahead of its data (default true; falls back
-    /// silently where the file system cannot): 64 KiB first, doubling up to the target
-    /// size as the data grows; the unused rest is truncated when the segment is sealed
-    /// and when the database is closed or dropped. Off, segments grow as they are
-    /// written.
+    /// silently where the file system cannot): at least a memtable's worth
+    /// (`memtable_size`, within `wal_segment_size`) stays reserved past the data,
+    /// growing in doubling steps, so that a disk filling up fails a flush (which is
+    /// retried once space returns) before the log needs a block it cannot get (a
+    /// failed log write stops writes until reopen); the unused rest is truncated when
+    /// the segment is sealed and when the database is closed or dropped, so a closed
+    /// database holds only its data. Off, segments grow as they are written.
     pub fn wal_preallocate(mut self, on: bool) -> Self {
         self.wal_preallocate = on;
         self

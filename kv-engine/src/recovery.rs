@@ -140,6 +140,10 @@ impl Db {
             .sync_policy(options.sync_policy)
             .segment_size(options.wal_segment_size)
             .preallocate(options.wal_preallocate)
+            // A memtable's worth reserved ahead of the log's end: a disk that fills up
+            // fails the flush of the memtable (retried once space returns) before the
+            // log needs a block it cannot have (a failed log write is fatal).
+            .preallocate_headroom(options.memtable_size as u64)
             .limits(options.wal_limits())
             .initial_seq(state.last_seq + 1)
             .lock_dir(false)
@@ -347,6 +351,9 @@ impl Db {
             // background error later writes report.
             if let Err(e) = db.flush() {
                 tracing::warn!(error = %e, "flushing the replayed memtable at open failed");
+                // A log that failed (the flush's rotation could not start a segment)
+                // takes no write: the open fails rather than return a dead database.
+                db.inner.wal.health()?;
             }
         }
         Ok(db)

@@ -96,6 +96,7 @@ pub struct WalOptions {
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) segment_size: u64,
     pub(crate) preallocate: bool,
+    pub(crate) preallocate_headroom: u64,
     pub(crate) zero_ahead: u64,
     pub(crate) limits: Limits,
     pub(crate) buffer_size: usize,
@@ -115,6 +116,7 @@ impl Default for WalOptions {
             recovery_mode: RecoveryMode::default(),
             segment_size: 64 << 20,
             preallocate: true,
+            preallocate_headroom: 0,
             zero_ahead: 256 << 10,
             limits: Limits::default(),
             buffer_size: 0,
@@ -158,6 +160,17 @@ impl WalOptions {
     /// little data holds little disk.
     pub fn preallocate(mut self, on: bool) -> Self {
         self.preallocate = on;
+        self
+    }
+    /// With [`preallocate`](Self::preallocate), keep at least this many bytes reserved
+    /// past the data (default 0; at most the segment size): a new segment reserves this
+    /// much at once (64 KiB at least), and the reservation grows (doubling) before the
+    /// data comes closer to its end. What is reserved is written without allocating: a log whose
+    /// disk fills up can still take this much before a write needs a new block (an
+    /// engine sets it to what it writes before it next flushes, so a full disk stops
+    /// its flushes, which can be retried, before its log, which cannot).
+    pub fn preallocate_headroom(mut self, bytes: u64) -> Self {
+        self.preallocate_headroom = bytes;
         self
     }
     /// Keep this many bytes of written zeros ahead of the log's end in the current

@@ -230,3 +230,28 @@ fn a_power_cut_at_any_operation_of_growth_sealing_or_trimming_loses_nothing_ackn
     let segs = segments(&fs).len() as u64;
     assert!(fs.count(FsOp::Preallocate) >= segs + 2, "{segs} segments");
 }
+
+/// With a headroom, the reservation stays that far ahead of the data from the start,
+/// so a disk that fills up leaves the log that much room (an engine sets it to a
+/// memtable's worth: its flush fails, and is retried, before its log does).
+#[test]
+fn the_headroom_stays_reserved_ahead_of_the_data() {
+    let fs = FaultFs::new(3);
+    let o = opts(&fs, 4 << 20).preallocate_headroom(300 * KIB as u64);
+    let wal = Wal::open(dir(), o.clone()).unwrap();
+    assert_eq!(file_len(&fs, 0), 300 * KIB);
+    let mut tag = 0;
+    for _ in 0..3000 {
+        wal.append(&batch(tag, 1, 1000)).unwrap();
+        tag += 1;
+        let (len, end) = (file_len(&fs, 0), data_end(&fs, 0));
+        assert!(
+            len >= (end + 300 * KIB).min(4 << 20),
+            "reserved {len} for data ending at {end}"
+        );
+    }
+    wal.close().unwrap();
+    assert_eq!(file_len(&fs, 0), data_end(&fs, 0));
+    let got = read_all(&dir(), &o, RecoveryMode::AbsoluteConsistency).unwrap();
+    assert_eq!(got.len() as u64, tag);
+}

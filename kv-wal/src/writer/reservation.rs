@@ -27,16 +27,22 @@ use crate::writer::shared::{Io, Shared};
 pub(crate) const FIRST_RESERVATION: u64 = 64 << 10;
 
 impl Shared {
-    /// Makes sure the current segment reserves `[0, end)`, growing the reservation to
-    /// the larger of `end` and twice what it was (at most the segment size) if it does
-    /// not. A refused or failed preallocation is not an error: the segment goes on
-    /// without a reservation (its writes extend the file).
+    /// Makes sure the current segment reserves `[0, end)` and, past it, the headroom
+    /// ([`WalOptions::preallocate_headroom`](crate::WalOptions::preallocate_headroom),
+    /// within the segment size), growing the reservation to the larger of that and
+    /// twice what it was (at most the segment size) if it does not. A refused or failed
+    /// preallocation is not an error: the segment goes on without a reservation (its
+    /// writes extend the file).
     pub(super) fn reserve(&self, io: &mut Io, end: u64) {
-        if !io.reserving || end <= io.file_len {
+        let want = end
+            .saturating_add(self.opts.preallocate_headroom)
+            .min(self.opts.segment_size)
+            .max(end);
+        if !io.reserving || want <= io.file_len {
             return;
         }
         let step = io.file_len.saturating_mul(2).min(self.opts.segment_size);
-        let target = end.max(step);
+        let target = want.max(step);
         match io.file.preallocate(target) {
             Ok(true) => io.file_len = target,
             Ok(false) => {

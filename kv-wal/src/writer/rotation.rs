@@ -50,7 +50,10 @@ pub(crate) fn create_segment(
     let mut len = SEGMENT_HEADER_LEN as u64;
     let mut reserving = false;
     if opts.preallocate {
-        let first = FIRST_RESERVATION.min(opts.segment_size).max(len);
+        let first = FIRST_RESERVATION
+            .max(opts.preallocate_headroom)
+            .min(opts.segment_size)
+            .max(len);
         match file.preallocate(first) {
             Ok(true) => {
                 len = first;

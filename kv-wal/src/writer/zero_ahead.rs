@@ -21,6 +21,12 @@ impl Shared {
         if ahead == 0 || io.zeroed >= data_end.saturating_add(ahead / 2) {
             return Ok(());
         }
+        // Preallocation failed (or was refused) in this segment, as on a full disk:
+        // zeros past the file's end would need new blocks before the data does. They
+        // only save fsync work; the data goes first.
+        if self.opts.preallocate && !io.reserving {
+            return Ok(());
+        }
         let fsyncs = self.fsyncs.load(Ordering::Relaxed);
         if fsyncs == io.zeroed_at_fsyncs {
             return Ok(());
