@@ -14,7 +14,8 @@ use kv_compare::report::Table;
 use kv_compare::{Engine, Scale, Settings, Workload};
 
 const USAGE: &str = "\
-usage: kv-compare [--runs N] [--engines kv,fjall] [--workloads NAME,..] [--tiny] [--machine]
+usage: kv-compare [--runs N] [--engines kv,fjall] [--workloads NAME,..] [--tiny]
+                  [--puts N] [--read-keys N] [--gets N] [--machine]
 
 Runs each workload on a fresh database per engine, N rounds (default 3, engine order
 alternating), and prints the median throughput of each engine and kv's ratio to each
@@ -26,6 +27,9 @@ peer (above 1: kv is faster).
   --workloads LIST  workloads (default all): put-nosync-1t, put-nosync-4t, put-sync-1t,
                     put-sync-8t, get-hit, get-miss, scan-10k
   --tiny            a tiny scale, to check that everything runs (figures meaningless)
+  --puts N          puts of each non-durable put workload (default 200000; after --tiny)
+  --read-keys N     keys loaded before the read workloads (default 100000)
+  --gets N          gets of each get workload (default 400000)
   --machine         instead of the tables, print one line per run on stdout:
                     `kv-compare-run workload=W engine=E round=R unit=U ops=N nanos=T`
                     (`cargo xtask bench --vs` runs one engine per process this way)
@@ -79,6 +83,19 @@ fn parse_args() -> Result<Args, String> {
                 args.workloads = list(&value()?, Workload::from_name, "workload")?;
             }
             "--tiny" => args.scale = Scale::tiny(),
+            "--puts" | "--read-keys" | "--gets" => {
+                let v = value()?;
+                let n: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or(format!("bad {arg} {v}"))?;
+                match arg.as_str() {
+                    "--puts" => args.scale.puts = n,
+                    "--read-keys" => args.scale.read_keys = n,
+                    _ => args.scale.gets = n,
+                }
+            }
             "--machine" => args.machine = true,
             "--list-workloads" => args.list_workloads = true,
             "-h" | "--help" => return Err(String::new()),
