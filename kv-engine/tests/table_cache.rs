@@ -18,6 +18,17 @@ fn open_table_fds(dir: &Path) -> usize {
         .count()
 }
 
+/// The table files of `dir`, sorted by name (file number).
+fn table_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut tables: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .collect();
+    tables.sort();
+    tables
+}
+
 fn key(i: u32) -> String {
     format!("key{i:06}")
 }
@@ -140,12 +151,7 @@ fn a_missing_table_is_refused_at_open_even_when_it_would_open_later() {
     let db = Db::open(dir.path(), options(1000, true)).unwrap();
     fill(&db, 3000, 0);
     drop(db);
-    let mut tables: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
-        .collect();
-    tables.sort();
+    let tables = table_files(dir.path());
     assert!(tables.len() > 3);
     // The last table in file order is among those the open does not open with limit 1.
     std::fs::remove_file(tables.last().unwrap()).unwrap();
@@ -227,12 +233,7 @@ fn paranoid_checks_verify_tables_past_the_limit_at_the_open() {
     let db = Db::open(dir.path(), options(1000, true)).unwrap();
     fill(&db, 3000, 0);
     drop(db);
-    let mut tables: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
-        .collect();
-    tables.sort();
+    let tables = table_files(dir.path());
     assert!(tables.len() > 2);
     let victim = tables.last().unwrap();
     let mut bytes = std::fs::read(victim).unwrap();

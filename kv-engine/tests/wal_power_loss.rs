@@ -206,12 +206,7 @@ fn verify_tolerates_an_unsynced_hole_in_the_last_wal_segment() {
     // A kill: nothing is synced (dropping the handle would sync the log).
     std::mem::forget(db);
     let wal_dir = dir.path().join("wal");
-    let seg = std::fs::read_dir(&wal_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .max()
-        .unwrap();
+    let seg = last_segment(&wal_dir);
     let mut bytes = std::fs::read(&seg).unwrap();
     assert!(bytes.len() > 8192 + 512, "{}", bytes.len());
     bytes[4096..8192].fill(0);
@@ -248,12 +243,7 @@ fn verify_tolerates_a_last_wal_segment_whose_header_was_never_written() {
         .unwrap();
     std::mem::forget(db);
     let wal_dir = dir.path().join("wal");
-    let last = std::fs::read_dir(&wal_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .max()
-        .unwrap();
+    let last = last_segment(&wal_dir);
     let number: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     let next = wal_dir.join(format!("{:06}.wal", number + 1));
     let copy = tempfile::tempdir().unwrap();
@@ -319,12 +309,7 @@ fn a_damaged_header_with_synced_records_behind_it_is_refused() {
         }
         std::mem::forget(db);
         let wal_dir = dir.path().join("wal");
-        let last = std::fs::read_dir(&wal_dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-            .max()
-            .unwrap();
+        let last = last_segment(&wal_dir);
         let mut bytes = std::fs::read(&last).unwrap();
         assert!(
             bytes[32..].iter().any(|&b| b != 0),
@@ -399,4 +384,14 @@ fn verify_checks_segment_continuity_despite_a_tolerated_last_segment() {
         "verify missed the gap: {:?}",
         report.damage
     );
+}
+
+/// The last (highest-numbered) WAL segment of `wal_dir`.
+fn last_segment(wal_dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .max()
+        .unwrap()
 }

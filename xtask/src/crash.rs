@@ -88,7 +88,7 @@ mod rng;
 #[path = "../../kv-tool/src/stress/log.rs"]
 mod stress_log;
 
-use crate::workspace::cargo;
+use crate::workspace::build_kv_release;
 use args::parse_args;
 use check::Checker;
 use harness::Harness;
@@ -104,20 +104,7 @@ pub(crate) fn crash(args: &[String]) -> Result<bool, String> {
     } else {
         Some(parse_args(args)?)
     };
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "kv-tool",
-        "--bin",
-        "kv",
-    ]);
-    if !build.status().is_ok_and(|s| s.success()) {
-        return Err("building the kv binary failed".into());
-    }
-    let kv = target_dir().join("release").join("kv");
+    let kv = build_kv_release()?;
     let Some(cfg) = cfg else {
         let work = target_dir().join("xtask-crash").join("replication");
         if work.exists() {

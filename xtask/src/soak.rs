@@ -37,7 +37,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::workspace::{cargo, target_dir};
+use crate::workspace::{build_kv_release, target_dir};
 use line::Line;
 use verdict::Sample;
 
@@ -109,20 +109,7 @@ const MIB: f64 = (1u64 << 20) as f64;
 /// `cargo xtask soak`.
 pub(crate) fn soak(args: &[String]) -> Result<bool, String> {
     let a = parse_args(args)?;
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "kv-tool",
-        "--bin",
-        "kv",
-    ]);
-    if !build.status().is_ok_and(|s| s.success()) {
-        return Err("building the kv binary failed".into());
-    }
-    let kv = target_dir().join("release").join("kv");
+    let kv = build_kv_release()?;
     let out = target_dir().join("soak");
     let run_dir = out.join(format!("run-{}", std::process::id()));
     if run_dir.exists() {

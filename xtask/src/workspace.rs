@@ -37,6 +37,25 @@ pub(crate) fn target_dir() -> PathBuf {
     }
 }
 
+/// Builds the `kv` binary (release, locked) and returns its path: the workload that
+/// `crash` and `soak` run in a child process.
+pub(crate) fn build_kv_release() -> Result<PathBuf, String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "kv-tool",
+        "--bin",
+        "kv",
+    ]);
+    if !build.status().is_ok_and(|s| s.success()) {
+        return Err("building the kv binary failed".into());
+    }
+    Ok(target_dir().join("release").join("kv"))
+}
+
 /// `cargo` (the one running us, if any), run in the workspace root.
 pub(crate) fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
