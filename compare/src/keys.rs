@@ -1,8 +1,8 @@
-//! Deterministic keys and values: 16-byte keys, 100-byte values, no RNG state.
+//! Deterministic keys and values: 16-byte keys, 100-byte values by default, no RNG state.
 
 /// Length of every key.
 pub const KEY_LEN: usize = 16;
-/// Length of every value.
+/// Length of every value unless a workload's scale says otherwise.
 pub const VALUE_LEN: usize = 100;
 
 /// splitmix64: a cheap bijective mix, for "random" key orders.
@@ -36,4 +36,19 @@ pub fn value(seed: u64) -> [u8; VALUE_LEN] {
         *b = mix(seed ^ (i << 56)) as u8;
     }
     v
+}
+
+/// Like [`value`], of any length. Byte `i` mixes `i` rotated right by 8 bits, which is
+/// `i << 56` below 256 (so the first 100 bytes are [`value`]'s) and keeps longer values
+/// from repeating every 256 bytes.
+///
+/// ```
+/// assert_eq!(&kv_compare::value_of_len(7, 100)[..], &kv_compare::value(7)[..]);
+/// assert_eq!(kv_compare::value_of_len(7, 4096).len(), 4096);
+/// ```
+pub fn value_of_len(seed: u64, len: usize) -> Vec<u8> {
+    (0u64..)
+        .take(len)
+        .map(|i| mix(seed ^ i.rotate_right(8)) as u8)
+        .collect()
 }

@@ -22,6 +22,6 @@ mod store;
 mod workload;
 
 pub use engines::Engine;
-pub use keys::{KEY_LEN, VALUE_LEN, key, value};
+pub use keys::{KEY_LEN, VALUE_LEN, key, value, value_of_len};
 pub use store::{Error, Result, Settings, Store};
 pub use workload::{Measurement, Scale, Workload};

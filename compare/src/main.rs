@@ -15,7 +15,7 @@ use kv_compare::{Engine, Scale, Settings, Workload};
 
 const USAGE: &str = "\
 usage: kv-compare [--runs N] [--engines kv,fjall] [--workloads NAME,..] [--tiny]
-                  [--puts N] [--read-keys N] [--gets N] [--machine]
+                  [--puts N] [--read-keys N] [--gets N] [--value-len N] [--machine]
 
 Runs each workload on a fresh database per engine, N rounds (default 3, engine order
 alternating), and prints the median throughput of each engine and kv's ratio to each
@@ -30,6 +30,7 @@ peer (above 1: kv is faster).
   --puts N          puts of each non-durable put workload (default 200000; after --tiny)
   --read-keys N     keys loaded before the read workloads (default 100000)
   --gets N          gets of each get workload (default 400000)
+  --value-len N     bytes of every value written (default 100)
   --machine         instead of the tables, print one line per run on stdout:
                     `kv-compare-run workload=W engine=E round=R unit=U ops=N nanos=T`
                     (`cargo xtask bench --vs` runs one engine per process this way)
@@ -83,7 +84,7 @@ fn parse_args() -> Result<Args, String> {
                 args.workloads = list(&value()?, Workload::from_name, "workload")?;
             }
             "--tiny" => args.scale = Scale::tiny(),
-            "--puts" | "--read-keys" | "--gets" => {
+            "--puts" | "--read-keys" | "--gets" | "--value-len" => {
                 let v = value()?;
                 let n: u64 = v
                     .parse()
@@ -93,6 +94,9 @@ fn parse_args() -> Result<Args, String> {
                 match arg.as_str() {
                     "--puts" => args.scale.puts = n,
                     "--read-keys" => args.scale.read_keys = n,
+                    "--value-len" => {
+                        args.scale.value_len = usize::try_from(n).map_err(|e| e.to_string())?
+                    }
                     _ => args.scale.gets = n,
                 }
             }

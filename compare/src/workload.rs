@@ -4,7 +4,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use crate::keys::mix;
-use crate::{KEY_LEN, Result, Settings, Store, key, value};
+use crate::{KEY_LEN, Result, Settings, Store, VALUE_LEN, key, value_of_len};
 
 /// Entries one scan reads.
 const SCAN_LEN: usize = 10_000;
@@ -24,6 +24,8 @@ pub struct Scale {
     pub gets: u64,
     /// Scans of [`Workload::Scan10k`] (each reads 10,000 entries).
     pub scans: u64,
+    /// Length of every value written (default [`VALUE_LEN`]).
+    pub value_len: usize,
 }
 
 impl Default for Scale {
@@ -37,6 +39,7 @@ impl Default for Scale {
             read_keys: 100_000,
             gets: 400_000,
             scans: 100,
+            value_len: VALUE_LEN,
         }
     }
 }
@@ -51,11 +54,12 @@ impl Scale {
             read_keys: 20_000,
             gets: 2_000,
             scans: 2,
+            value_len: VALUE_LEN,
         }
     }
 }
 
-/// One benchmark workload. Keys are 16 bytes, values 100 bytes.
+/// One benchmark workload. Keys are 16 bytes, values [`Scale::value_len`] bytes (100 by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     /// Single-key puts in random key order, not fsynced, from `threads` threads.
@@ -137,23 +141,25 @@ impl Workload {
         let dir = tempfile::tempdir()?;
         let store = S::open(dir.path(), settings)?;
         let m = match self {
-            Workload::PutNoSync { threads } => puts(&store, threads, scale.puts, false)?,
+            Workload::PutNoSync { threads } => {
+                puts(&store, threads, scale.puts, false, scale.value_len)?
+            }
             Workload::PutSync { threads } => {
                 let ops = if threads == 1 {
                     scale.sync_puts_1t
                 } else {
                     scale.sync_puts_8t
                 };
-                puts(&store, threads, ops, true)?
+                puts(&store, threads, ops, true, scale.value_len)?
             }
             Workload::GetHit | Workload::GetMiss => {
-                load(&store, scale.read_keys)?;
+                load(&store, scale.read_keys, scale.value_len)?;
                 let miss = self == Workload::GetMiss;
                 gets(&store, scale.read_keys, miss, scale.gets / 5)?; // warm the cache
                 gets(&store, scale.read_keys, miss, scale.gets)?
             }
             Workload::Scan10k => {
-                load(&store, scale.read_keys)?;
+                load(&store, scale.read_keys, scale.value_len)?;
                 scans(&store, scale.read_keys, 2)?; // warm the cache
                 scans(&store, scale.read_keys, scale.scans)?
             }
@@ -165,7 +171,13 @@ impl Workload {
 }
 
 /// `ops` puts split over `threads` threads, each writing its own random keys.
-fn puts<S: Store>(store: &S, threads: u64, ops: u64, sync: bool) -> Result<Measurement> {
+fn puts<S: Store>(
+    store: &S,
+    threads: u64,
+    ops: u64,
+    sync: bool,
+    value_len: usize,
+) -> Result<Measurement> {
     // Two barriers: every thread is ready before the clock starts, and none starts
     // before it does (on 2 cores a worker could otherwise finish before the main thread
     // reads the clock).
@@ -179,7 +191,7 @@ fn puts<S: Store>(store: &S, threads: u64, ops: u64, sync: bool) -> Result<Measu
                 let (ready, go) = (&ready, &go);
                 let count = ops / threads + u64::from(t < ops % threads);
                 s.spawn(move || -> Result<()> {
-                    let v = value(t);
+                    let v = value_of_len(t, value_len);
                     ready.wait();
                     go.wait();
                     for i in 0..count {
@@ -210,7 +222,7 @@ fn puts<S: Store>(store: &S, threads: u64, ops: u64, sync: bool) -> Result<Measu
 /// Loads keys `key(2 * n)` for `n < count` in a scattered order (`n = i * 7919 mod count`,
 /// a permutation when `count` is a multiple of 1000 and not of 7919), in batches of 1000,
 /// then flushes so reads go through a table.
-fn load<S: Store>(store: &S, count: u64) -> Result<()> {
+fn load<S: Store>(store: &S, count: u64, value_len: usize) -> Result<()> {
     let mut keys = Vec::with_capacity(1000);
     let mut values = Vec::with_capacity(1000);
     for chunk_start in (0..count).step_by(1000) {
@@ -219,7 +231,7 @@ fn load<S: Store>(store: &S, count: u64) -> Result<()> {
         for i in chunk_start..(chunk_start + 1000).min(count) {
             let n = i * 7919 % count;
             keys.push(key(2 * n));
-            values.push(value(n));
+            values.push(value_of_len(n, value_len));
         }
         let entries: Vec<(&[u8], &[u8])> = keys
             .iter()
