@@ -246,13 +246,13 @@ impl fmt::Display for Stats {
             m.table_builds,
             m.table_build_bytes
         )?;
-        writeln!(f, "level  files        bytes   get hits")?;
+        writeln!(f, "level  files        bytes   get hits  compacted in")?;
         for (l, s) in self.levels.iter().enumerate() {
-            if s.files > 0 || s.get_hits > 0 {
+            if s.files > 0 || s.get_hits > 0 || s.compaction_bytes_in > 0 {
                 writeln!(
                     f,
-                    "L{l:<5} {:>5} {:>12} {:>10}",
-                    s.files, s.bytes, s.get_hits
+                    "L{l:<5} {:>5} {:>12} {:>10} {:>13}",
+                    s.files, s.bytes, s.get_hits, s.compaction_bytes_in
                 )?;
             }
         }

@@ -251,6 +251,10 @@ pub(crate) struct BenchArgs {
     /// Seed of the key and value generator.
     #[arg(long, default_value_t = 301)]
     pub seed: u64,
+    /// After each workload that writes, print the database's statistics (levels,
+    /// compaction bytes per level, stalls) to stderr.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// `none`, `snappy`, `zstd` (level 3) or `zstd:LEVEL`.

@@ -86,6 +86,11 @@ impl Histogram {
         self.max
     }
 
+    /// The largest sample; 0 when empty.
+    pub(crate) fn max(&self) -> u64 {
+        self.max
+    }
+
     pub(crate) fn mean(&self) -> f64 {
         if self.count == 0 {
             0.0

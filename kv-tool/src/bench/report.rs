@@ -62,13 +62,14 @@ pub(crate) fn table(results: &[PhaseResult]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<16} {:>9} {:>11} {:>8} {:>9} {:>9} {:>6} {:>6} {:>9} {:>11} {:>11}  note",
+        "{:<16} {:>9} {:>11} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>11} {:>11}  note",
         "workload",
         "ops",
         "ops/s",
         "MB/s",
         "p50 us",
         "p99 us",
+        "max us",
         "w-amp",
         "s-amp",
         "peak MiB",
@@ -90,13 +91,14 @@ pub(crate) fn table(results: &[PhaseResult]) -> String {
         };
         let _ = writeln!(
             t,
-            "{:<16} {:>9} {:>11.0} {:>8.1} {:>9} {:>9} {:>6} {:>6} {:>9} {:>11} {:>11}  {note}",
+            "{:<16} {:>9} {:>11.0} {:>8.1} {:>9} {:>9} {:>9} {:>6} {:>6} {:>9} {:>11} {:>11}  {note}",
             r.workload,
             r.ops,
             r.ops_per_sec(),
             r.mb_per_sec(),
             us(r.p50_ns),
             us(r.p99_ns),
+            us(r.max_ns),
             opt(r.write_amp),
             opt(r.space_amp),
             peak,
@@ -173,7 +175,7 @@ pub(crate) fn json(
         };
         let _ = write!(
             j,
-            "{{\"workload\":{},\"ops\":{},\"seconds\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\"mean_us\":{},\"found\":{},\"write_amp\":{},\"space_amp\":{},\"settle_seconds\":{},\"peak_mem_bytes\":{},\"peak_anon_bytes\":{},\"peak_file_bytes\":{},\"end_anon_bytes\":{},\"end_file_bytes\":{}}}",
+            "{{\"workload\":{},\"ops\":{},\"seconds\":{},\"ops_per_sec\":{},\"mb_per_sec\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{},\"mean_us\":{},\"found\":{},\"write_amp\":{},\"space_amp\":{},\"settle_seconds\":{},\"peak_mem_bytes\":{},\"peak_anon_bytes\":{},\"peak_file_bytes\":{},\"end_anon_bytes\":{},\"end_file_bytes\":{}}}",
             json_str(r.workload),
             r.ops,
             json_num(Some(r.seconds)),
@@ -181,6 +183,7 @@ pub(crate) fn json(
             json_num(Some(r.mb_per_sec())),
             json_num(Some(r.p50_ns as f64 / 1e3)),
             json_num(Some(r.p99_ns as f64 / 1e3)),
+            json_num(Some(r.max_ns as f64 / 1e3)),
             json_num(Some(r.mean_ns / 1e3)),
             r.found
                 .map_or_else(|| "null".to_string(), |f| f.to_string()),

@@ -11,6 +11,8 @@ pub(crate) struct PhaseResult {
     pub bytes: u64,
     pub p50_ns: u64,
     pub p99_ns: u64,
+    /// The slowest single operation.
+    pub max_ns: u64,
     pub mean_ns: f64,
     /// Reads that found a value, for read workloads.
     pub found: Option<u64>,

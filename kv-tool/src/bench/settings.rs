@@ -23,6 +23,8 @@ pub(crate) struct Settings {
     pub max_open_files: usize,
     pub mmap: bool,
     pub seed: u64,
+    /// Print the database's statistics after each writing workload.
+    pub stats: bool,
 }
 
 impl Settings {
@@ -41,6 +43,7 @@ impl Settings {
             max_open_files: usize::try_from(a.max_open_files).unwrap_or(usize::MAX),
             mmap: !a.no_mmap,
             seed: a.seed,
+            stats: a.stats,
         };
         // readmissing uses keys count..2*count: they must fit too.
         let need = digits(s.count.saturating_mul(2) - 1);

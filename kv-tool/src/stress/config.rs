@@ -77,6 +77,8 @@ impl StressConfig {
             style: CompactionStyle::Leveled(LeveledOptions {
                 level0_trigger: 2,
                 base_level_bytes: 1 << 20,
+                // Static level sizes, as before they became the default.
+                dynamic_level_bytes: false,
                 ..LeveledOptions::default()
             }),
             memtable: 64 << 10,
