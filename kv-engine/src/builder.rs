@@ -93,6 +93,8 @@ impl DbBuilder {
         use_mmap(on: bool);
         /// See [`Options::wal_preallocate`].
         wal_preallocate(on: bool);
+        /// See [`Options::wal_writeback_bytes`].
+        wal_writeback_bytes(bytes: u64);
         /// See [`Options::manifest_max_size`].
         manifest_max_size(bytes: u64);
         /// See [`Options::fs`].
@@ -103,6 +105,8 @@ impl DbBuilder {
         target_table_size(bytes: u64);
         /// See [`Options::compaction_threads`].
         compaction_threads(n: usize);
+        /// See [`Options::compaction_nice`].
+        compaction_nice(nice: i32);
         /// See [`Options::flush_threads`].
         flush_threads(n: usize);
         /// See [`Options::level0_backpressure`].

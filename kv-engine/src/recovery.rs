@@ -140,6 +140,7 @@ impl Db {
             .sync_policy(options.sync_policy)
             .segment_size(options.wal_segment_size)
             .preallocate(options.wal_preallocate)
+            .writeback_bytes(options.wal_writeback_bytes)
             // A memtable's worth reserved ahead of the log's end: a disk that fills up
             // fails the flush of the memtable (retried once space returns) before the
             // log needs a block it cannot have (a failed log write is fatal).

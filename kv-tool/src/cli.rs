@@ -238,6 +238,14 @@ pub(crate) struct BenchArgs {
     /// Read tables with positional reads through the block cache instead of memory maps.
     #[arg(long)]
     pub no_mmap: bool,
+    /// Start writing the log to the device every this many bytes (the engine's
+    /// wal_writeback_bytes; 0 turns it off; K, M, G suffixes).
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    pub wal_writeback: u64,
+    /// Nice value of the compaction threads (the engine's compaction_nice; 0 leaves
+    /// them at the process's priority).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub compaction_nice: i32,
     /// Create the benchmark's temporary database directory inside DIR (default: the
     /// system's temporary directory).
     #[arg(long, value_name = "DIR")]

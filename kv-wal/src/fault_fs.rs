@@ -31,6 +31,8 @@ pub enum FsOp {
     SetLen,
     /// [`WritableFile::preallocate`].
     Preallocate,
+    /// [`WritableFile::start_writeback`] (counted and can fail; makes nothing durable).
+    Writeback,
     /// [`Fs::rename`].
     Rename,
     /// [`Fs::remove_file`].
@@ -771,6 +773,10 @@ impl WritableFile for FaultWritable {
         self.fs.check_gen(self.generation, &self.path)?;
         let mut s = self.fs.lock_state();
         Ok(s.inode(self.inode)?.data.len() as u64)
+    }
+    fn start_writeback(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        // A hint: nothing becomes durable (a crash loses it like any unsynced write).
+        self.with(FsOp::Writeback, |_| Ok(()))
     }
     fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
         self.fs.check_gen(self.generation, &self.path)?;

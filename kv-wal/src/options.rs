@@ -98,6 +98,7 @@ pub struct WalOptions {
     pub(crate) preallocate: bool,
     pub(crate) preallocate_headroom: u64,
     pub(crate) zero_ahead: u64,
+    pub(crate) writeback_bytes: u64,
     pub(crate) limits: Limits,
     pub(crate) buffer_size: usize,
     pub(crate) retention_cap: RetentionCap,
@@ -118,6 +119,7 @@ impl Default for WalOptions {
             preallocate: true,
             preallocate_headroom: 0,
             zero_ahead: 256 << 10,
+            writeback_bytes: 1 << 20,
             limits: Limits::default(),
             buffer_size: 0,
             retention_cap: RetentionCap::default(),
@@ -189,6 +191,22 @@ impl WalOptions {
     /// or a full segment truncates them.
     pub fn zero_ahead(mut self, bytes: u64) -> Self {
         self.zero_ahead = bytes;
+        self
+    }
+    /// Ask the OS to start writing the current segment to the device each time this
+    /// many bytes were appended since the last time (default 1 MiB; 0 turns it off).
+    ///
+    /// A log that is not fsynced with every write (a [`SyncPolicy`] other than `Always`,
+    /// or writes that ask for no sync) still fsyncs each segment when it is sealed, and
+    /// an engine seals one per memtable: without this, that fsync finds the whole
+    /// segment dirty and the write that seals it waits for tens of megabytes to reach
+    /// the device (25 ms for 23 MB on the machine this was measured on). Written back
+    /// as it goes, the seal's fsync only waits for the last stretch. This only starts
+    /// writeback (`sync_file_range` on Linux, nothing elsewhere): it never makes a
+    /// write durable sooner than the sync policy says, and costs one system call per
+    /// this many bytes.
+    pub fn writeback_bytes(mut self, bytes: u64) -> Self {
+        self.writeback_bytes = bytes;
         self
     }
     /// Key, value and batch size limits.

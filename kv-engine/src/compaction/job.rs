@@ -32,6 +32,7 @@ impl Inner {
     /// A compaction worker: picks and runs compactions until shutdown. Stops picking
     /// (but keeps the database readable) after a background error.
     pub(crate) fn compaction_loop(self: Arc<Self>) {
+        crate::priority::lower_current_thread(self.opts.compaction_nice);
         loop {
             let task = {
                 let mut st = lock(&self.state);

@@ -22,6 +22,8 @@ pub(crate) struct Settings {
     pub memtable_bytes: usize,
     pub max_open_files: usize,
     pub mmap: bool,
+    pub wal_writeback: u64,
+    pub compaction_nice: i32,
     pub seed: u64,
     /// Print the database's statistics after each writing workload.
     pub stats: bool,
@@ -42,6 +44,8 @@ impl Settings {
                 .map_err(|_| CliError::usage("--memtable-size is too large"))?,
             max_open_files: usize::try_from(a.max_open_files).unwrap_or(usize::MAX),
             mmap: !a.no_mmap,
+            wal_writeback: a.wal_writeback,
+            compaction_nice: a.compaction_nice,
             seed: a.seed,
             stats: a.stats,
         };
@@ -63,5 +67,7 @@ impl Settings {
             .memtable_size(self.memtable_bytes)
             .max_open_files(self.max_open_files)
             .use_mmap(self.mmap)
+            .wal_writeback_bytes(self.wal_writeback)
+            .compaction_nice(self.compaction_nice)
     }
 }

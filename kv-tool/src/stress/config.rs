@@ -22,6 +22,8 @@
 //! pending=SOFT:HARD           compaction debt limits in bytes, or `default`
 //! mmap=0|1 prealloc=0|1       tables read through mmap; WAL segments preallocated
 //! files=N                     most tables open at once (max_open_files)
+//! writeback=N                 WAL writeback every N bytes (wal_writeback_bytes; 0: off)
+//! nice=N                      nice value of the compaction threads (compaction_nice)
 //! ```
 
 use std::fmt;
@@ -66,6 +68,8 @@ pub(crate) struct StressConfig {
     pending: Option<(u64, u64)>,
     mmap: bool,
     prealloc: bool,
+    writeback: u64,
+    nice: i32,
     max_open_files: usize,
 }
 
@@ -98,6 +102,8 @@ impl StressConfig {
             pending: None,
             mmap: true,
             prealloc: true,
+            writeback: 1 << 20,
+            nice: 0,
             max_open_files: 1000,
         }
     }
@@ -186,6 +192,12 @@ impl StressConfig {
                 .get(r.below(5) as usize)
                 .copied()
                 .unwrap_or(1000),
+            // Drawn last, so that every earlier field of a seed stays what it was.
+            writeback: [0, 4096, 64 << 10, 1 << 20]
+                .get(r.below(4) as usize)
+                .copied()
+                .unwrap_or(1 << 20),
+            nice: [0, 10, 19].get(r.below(3) as usize).copied().unwrap_or(0),
         }
     }
 
@@ -211,6 +223,8 @@ impl StressConfig {
             .level0_backpressure(self.l0_slowdown, self.l0_stop)
             .use_mmap(self.mmap)
             .wal_preallocate(self.prealloc)
+            .wal_writeback_bytes(self.writeback)
+            .compaction_nice(self.nice)
             .max_open_files(self.max_open_files);
         for (level, c) in self.compression.iter().enumerate() {
             o = o.compression(level, *c);
@@ -290,10 +304,12 @@ impl fmt::Display for StressConfig {
         }
         write!(
             f,
-            ",mmap={},prealloc={},files={}",
+            ",mmap={},prealloc={},files={},writeback={},nice={}",
             u8::from(self.mmap),
             u8::from(self.prealloc),
-            self.max_open_files
+            self.max_open_files,
+            self.writeback,
+            self.nice
         )
     }
 }
@@ -392,6 +408,14 @@ impl FromStr for StressConfig {
                 "mmap" => c.mmap = flag(value)?,
                 "prealloc" => c.prealloc = flag(value)?,
                 "files" => c.max_open_files = size(value)?,
+                "writeback" => c.writeback = num(value)?,
+                "nice" => {
+                    c.nice = value
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|n| (0..=19).contains(n))
+                        .ok_or_else(bad)?
+                }
                 _ => return Err(format!("unknown configuration key {key:?}")),
             }
         }
@@ -472,7 +496,7 @@ mod tests {
         let c = StressConfig::tiny();
         assert_eq!(
             c.to_string(),
-            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1,files=1000"
+            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1,files=1000,writeback=1048576,nice=0"
         );
     }
 }

@@ -174,6 +174,7 @@ impl Shared {
         io.file_len = len;
         io.reserving = reserving;
         io.zeroed = io.offset;
+        io.writeback_from = io.offset;
         let mut w = relock(&self.written);
         w.segment = number;
         w.offset = io.offset;

@@ -109,6 +109,9 @@ pub(crate) struct Io {
     pub(super) zeroed: u64,
     /// `Shared::fsyncs` when zeros were last written.
     pub(super) zeroed_at_fsyncs: u64,
+    /// Where the written part not yet handed to writeback starts (see
+    /// [`WalOptions::writeback_bytes`](crate::WalOptions::writeback_bytes)).
+    pub(super) writeback_from: u64,
 }
 
 #[derive(Debug)]

@@ -74,6 +74,7 @@ impl Wal {
             reserving: p.reserving,
             zeroed: SEGMENT_HEADER_LEN as u64,
             zeroed_at_fsyncs: 0,
+            writeback_from: SEGMENT_HEADER_LEN as u64,
         };
         let start = Progress {
             ticket: 0,

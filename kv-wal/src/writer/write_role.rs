@@ -130,8 +130,15 @@ impl Shared {
         if bytes.is_empty() {
             return Ok(());
         }
-        // Zeros first, past where these bytes will end: if writing them fails, the
-        // group fails with none of its batches in the file.
+        // Writeback of what was written so far, then zeros past where these bytes will
+        // end: if either fails, the group fails with none of its batches in the file.
+        let pending = io.offset.saturating_sub(io.writeback_from);
+        if self.opts.writeback_bytes > 0 && pending >= self.opts.writeback_bytes {
+            io.file
+                .start_writeback(io.writeback_from, pending)
+                .map_err(|e| Error::io(&io.path, e))?;
+            io.writeback_from = io.offset;
+        }
         let end = io.offset + bytes.len() as u64;
         self.zero_ahead(io, end)?;
         self.reserve(io, end);
