@@ -271,9 +271,12 @@ impl Options {
     /// (default 1 MiB; 0 turns it off; RocksDB's `wal_bytes_per_sync`). Each memtable's
     /// log segment is fsynced when the memtable is frozen, by the write that fills
     /// it: written back as it goes, that fsync waits for the last stretch only, not
-    /// for the whole segment. Measured on 1M random 100-byte puts without sync: the
-    /// slowest put took 2-5 ms instead of 17-35 ms. It makes nothing durable sooner
-    /// (see [`kv_wal::WalOptions::writeback_bytes`]).
+    /// for the whole segment. Measured (strace) on 1M random 100-byte puts without
+    /// sync: that fsync took 0.4-4 ms instead of about 25 ms. The slowest put still
+    /// took 17-60 ms on the shared test machine: the seal's fsync and the next
+    /// segment's creation wait for the file system's journal, which other processes'
+    /// I/O holds up. It makes nothing durable sooner (see
+    /// [`kv_wal::WalOptions::writeback_bytes`]).
     ///
     /// ```
     /// let opts = kv_engine::Options::default().wal_writeback_bytes(4 << 20);
