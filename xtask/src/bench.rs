@@ -16,7 +16,9 @@
 //!
 //! - `cargo xtask bench --vs fjall,rocksdb --scale [--keys 1m|10m|50m]`: the scale set
 //!   instead (fills, overwrite, reads while writers run, over `--keys` keys, a million by
-//!   default; `--keys` alone implies `--scale`). Beside ops/s, each run's result line
+//!   default; `--keys` alone implies `--scale`; several counts, `--keys 1m,10m`, run each
+//!   workload at each, in rows named `fillrandom-10m`, with each engine's throughput at
+//!   the larger counts over the first). Beside ops/s, each run's result line
 //!   carries further figures (`name=value`: latency percentiles, write and space
 //!   amplification, resident memory); this module takes the median of each over the
 //!   rounds and kv's ratio to each peer, in a second table. Runs of 10 million keys or
@@ -49,7 +51,7 @@ const DEFAULT_RUNS: usize = 9;
 const USAGE: &str = "\
 usage: cargo xtask bench [kv bench ARGS..]
        cargo xtask bench --vs fjall,rocksdb [--workloads W,..] [--runs N] [--tiny]
-                         [--scale] [--keys N]
+                         [--scale] [--keys N,..]
 
 Without --vs: kv's end-to-end benchmark (`kv bench`, release build); ARGS go to it.
 With --vs: kv against each peer, every engine in its own process, N rounds (default 9);
@@ -58,7 +60,9 @@ to target/bench/compare-<time>.md. --tiny checks that everything runs (figures
 meaningless). --scale runs the scale set (fillseq, fillrandom, overwrite, readmissing,
 readwhilewriting-1w, readwhilewriting-2w) over --keys keys (default 1m; 10m, 50m: k and
 m suffixes; --keys alone implies --scale), and tabulates the medians of their latency,
-amplification and memory figures too.";
+amplification and memory figures too. Several key counts (--keys 1m,10m) run each
+workload at each, named WORKLOAD-KEYS, with each engine's throughput at the larger
+counts over the first.";
 
 /// Runs `cargo xtask bench ARGS`.
 pub(crate) fn bench(args: &[String]) -> Result<bool, String> {
@@ -78,8 +82,9 @@ struct VsArgs {
     tiny: bool,
     /// Run the scale set by default (`--scale`, or implied by `--keys`).
     scale: bool,
-    /// `--keys`, passed on to `kv-compare` as given.
-    keys: Option<String>,
+    /// `--keys`, each passed on to `kv-compare` as given; with more than one, every
+    /// workload runs at each, and is named `WORKLOAD-KEYS` in the tables.
+    keys: Vec<String>,
 }
 
 fn parse_vs(args: &[String]) -> Result<VsArgs, String> {
@@ -89,7 +94,7 @@ fn parse_vs(args: &[String]) -> Result<VsArgs, String> {
         runs: DEFAULT_RUNS,
         tiny: false,
         scale: false,
-        keys: None,
+        keys: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -123,18 +128,19 @@ fn parse_vs(args: &[String]) -> Result<VsArgs, String> {
             "--tiny" => out.tiny = true,
             "--scale" => out.scale = true,
             "--keys" => {
-                let v = value()?;
-                if v.is_empty()
-                    || !v
-                        .trim_end_matches(['k', 'm'])
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                {
-                    return Err(format!(
-                        "bad --keys {v:?}: a count such as 1000000, 1m or 10m"
-                    ));
+                let list = split_list(value()?);
+                for k in &list {
+                    let digits = k.strip_suffix(['k', 'm']).unwrap_or(k);
+                    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(format!(
+                            "bad --keys {k:?}: a count such as 1000000, 1m or 10m"
+                        ));
+                    }
                 }
-                out.keys = Some(v.clone());
+                if list.is_empty() {
+                    return Err("--keys needs a count".into());
+                }
+                out.keys = list;
                 out.scale = true;
             }
             other => return Err(format!("unknown argument {other:?} with --vs\n\n{USAGE}")),
@@ -228,13 +234,31 @@ fn vs(args: &VsArgs) -> Result<bool, String> {
     engines.extend(args.peers.iter().cloned());
 
     let env = Environment::capture(rocksdb);
-    let mut results = Results::new(&engines, &workloads);
-    let total = args.runs * workloads.len() * engines.len();
+    // (key count, workload, its name in the tables): each workload at each key count.
+    let sizes: Vec<Option<&str>> = if args.keys.is_empty() {
+        vec![None]
+    } else {
+        args.keys.iter().map(|k| Some(k.as_str())).collect()
+    };
+    let mut jobs = Vec::new();
+    for w in &workloads {
+        for &k in &sizes {
+            let label = match k {
+                Some(k) if sizes.len() > 1 => format!("{w}-{k}"),
+                _ => w.clone(),
+            };
+            jobs.push((k, w.as_str(), label));
+        }
+    }
+    let labels: Vec<String> = jobs.iter().map(|(_, _, l)| l.clone()).collect();
+    let mut results = Results::new(&engines, &labels);
+    let total = args.runs * jobs.len() * engines.len();
     let mut done = 0;
     for round in 0..args.runs {
-        for w in &workloads {
+        for (keys, workload, w) in &jobs {
             for e in round_order(&engines, round) {
-                let run = run_one(&bin, e, w, args)?;
+                let mut run = run_one(&bin, e, workload, *keys, args.tiny)?;
+                run.workload.clone_from(w);
                 done += 1;
                 eprintln!(
                     "[{done:>3}/{total}] round {}/{} {w:<14} {e:<8} {:>8} {}/s",
@@ -257,10 +281,10 @@ fn vs(args: &VsArgs) -> Result<bool, String> {
         args.workloads
             .as_ref()
             .map_or(String::new(), |w| format!(" --workloads {}", w.join(","))),
-        match (&args.keys, args.scale) {
-            (Some(k), _) => format!(" --keys {k}"),
-            (None, true) => " --scale".into(),
-            (None, false) => String::new(),
+        match (args.keys.is_empty(), args.scale) {
+            (false, _) => format!(" --keys {}", args.keys.join(",")),
+            (true, true) => " --scale".into(),
+            (true, false) => String::new(),
         },
         if args.tiny { " --tiny" } else { "" }
     );
@@ -291,6 +315,14 @@ fn vs(args: &VsArgs) -> Result<bool, String> {
         args.runs
     );
     report.push_str(&results.medians());
+    if sizes.len() > 1 {
+        let _ = writeln!(
+            report,
+            "\nThroughput at each key count ÷ at {} keys (medians; below 1: slower at the larger size)\n",
+            args.keys.first().map_or("", String::as_str)
+        );
+        report.push_str(&results.size_ratios(&jobs));
+    }
     let figures = results.figure_medians();
     if !figures.is_empty() {
         let _ = writeln!(
@@ -375,14 +407,20 @@ fn list_workloads(bin: &Path, flag: &str) -> Result<Vec<String>, String> {
 
 /// One run of `workload` on `engine` in a fresh `kv-compare` process. Its progress lines
 /// (stderr lines starting with a space) are passed through as they come.
-fn run_one(bin: &Path, engine: &str, workload: &str, args: &VsArgs) -> Result<Run, String> {
+fn run_one(
+    bin: &Path,
+    engine: &str,
+    workload: &str,
+    keys: Option<&str>,
+    tiny: bool,
+) -> Result<Run, String> {
     let mut cmd = Command::new(bin);
     cmd.args(["--machine", "--runs", "1", "--engines", engine])
         .args(["--workloads", workload]);
-    if args.tiny {
+    if tiny {
         cmd.arg("--tiny");
     }
-    if let Some(keys) = &args.keys {
+    if let Some(keys) = keys {
         cmd.args(["--keys", keys]);
     }
     let mut child = cmd
@@ -555,6 +593,40 @@ impl Results {
             }
         }
         Ok(())
+    }
+
+    /// For runs of the same workload at several key counts (`jobs`: key count, workload,
+    /// row name), each engine's median throughput at each larger count divided by its
+    /// median at the first count, as a Markdown table.
+    fn size_ratios(&self, jobs: &[(Option<&str>, &str, String)]) -> String {
+        let mut out = String::from("| workload | keys |");
+        let mut rule = String::from("|---|---|");
+        for e in &self.engines {
+            let _ = write!(out, " {e} |");
+            rule.push_str("---:|");
+        }
+        let _ = write!(out, "\n{rule}\n");
+        let row = |label: &str| self.rows.iter().find(|(w, _, _)| w == label);
+        for (i, (keys, workload, label)) in jobs.iter().enumerate() {
+            // The first job of this workload is the base; skip it.
+            let Some(base) = jobs.iter().take(i).find(|(_, w, _)| w == workload) else {
+                continue;
+            };
+            let (Some((_, _, cells)), Some((_, _, base_cells))) = (row(label), row(&base.2)) else {
+                continue;
+            };
+            let _ = write!(out, "| {workload} | {} |", keys.unwrap_or("-"));
+            for e in 0..self.engines.len() {
+                match (Self::median(cells, e), Self::median(base_cells, e)) {
+                    (Some(m), Some(b)) if b > 0.0 => {
+                        let _ = write!(out, " {:.2} |", m / b);
+                    }
+                    _ => out.push_str(" - |"),
+                }
+            }
+            out.push('\n');
+        }
+        out
     }
 
     /// The Markdown table of the further figures' medians, and kv's over each peer's;
@@ -954,6 +1026,34 @@ mod tests {
     }
 
     #[test]
+    fn throughput_at_each_size_over_the_first() {
+        let engines = strings(&["kv", "fjall"]);
+        let jobs = [
+            (Some("1m"), "fillrandom", "fillrandom-1m".to_string()),
+            (Some("10m"), "fillrandom", "fillrandom-10m".to_string()),
+            (Some("1m"), "fillseq", "fillseq-1m".to_string()),
+            (Some("10m"), "fillseq", "fillseq-10m".to_string()),
+        ];
+        let labels: Vec<String> = jobs.iter().map(|j| j.2.clone()).collect();
+        let mut r = Results::new(&engines, &labels);
+        for (label, kv, fjall) in [
+            ("fillrandom-1m", 400, 300),
+            ("fillrandom-10m", 300, 150),
+            ("fillseq-1m", 800, 800),
+            ("fillseq-10m", 800, 400),
+        ] {
+            r.record(&run(label, "kv", kv)).unwrap();
+            r.record(&run(label, "fjall", fjall)).unwrap();
+        }
+        let table = r.size_ratios(&jobs);
+        assert_eq!(
+            table,
+            "| workload | keys | kv | fjall |\n|---|---|---:|---:|\n\
+             | fillrandom | 10m | 0.75 | 0.50 |\n| fillseq | 10m | 1.00 | 0.50 |\n"
+        );
+    }
+
+    #[test]
     fn figure_medians_and_ratios_per_workload() {
         let engines = strings(&["kv", "fjall"]);
         let mut r = Results::new(&engines, &strings(&["fillrandom", "overwrite"]));
@@ -1069,11 +1169,13 @@ mod tests {
                 runs: 7,
                 tiny: true,
                 scale: false,
-                keys: None,
+                keys: Vec::new(),
             }
         );
-        let a = parse_vs(&strings(&["--vs", "fjall", "--keys", "10m"])).unwrap();
-        assert_eq!((a.scale, a.keys.as_deref()), (true, Some("10m")));
+        let a = parse_vs(&strings(&["--vs", "fjall", "--keys", "1m,10m"])).unwrap();
+        assert_eq!((a.scale, a.keys), (true, strings(&["1m", "10m"])));
+        assert!(parse_vs(&strings(&["--vs", "fjall", "--keys", ","])).is_err());
+        assert!(parse_vs(&strings(&["--vs", "fjall", "--keys", "m"])).is_err());
         assert!(
             parse_vs(&strings(&["--vs", "fjall", "--scale"]))
                 .unwrap()
