@@ -9,6 +9,9 @@
 //! - [`Workload`]: what is measured (puts with and without fsync at several thread
 //!   counts, point reads that hit and miss, range scans), each on a fresh database in a
 //!   temporary directory with the same [`Settings`] for every engine.
+//! - [`scale`]: the scale set ([`Workload::SCALE`]): fills, overwrites and reads over a
+//!   million keys or more, with latency percentiles ([`histogram`]), write and space
+//!   amplification and resident memory ([`procfs`]) beside throughput.
 //! - [`report`]: the side-by-side table with ratios.
 //!
 //! The binary (`cargo run --release --manifest-path compare/Cargo.toml -- --help`) runs
@@ -16,8 +19,11 @@
 #![allow(clippy::unwrap_used, reason = "benchmark code")]
 
 pub mod engines;
+pub mod histogram;
 mod keys;
+pub mod procfs;
 pub mod report;
+pub mod scale;
 mod store;
 mod workload;
 

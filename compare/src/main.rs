@@ -16,6 +16,7 @@ use kv_compare::{Engine, Scale, Settings, Workload};
 const USAGE: &str = "\
 usage: kv-compare [--runs N] [--engines kv,fjall] [--workloads NAME,..] [--tiny]
                   [--puts N] [--read-keys N] [--gets N] [--value-len N] [--machine]
+                  [--scale] [--keys N] [--reader-gets N]
 
 Runs each workload on a fresh database per engine, N rounds (default 3, engine order
 alternating), and prints the median throughput of each engine and kv's ratio to each
@@ -24,8 +25,14 @@ peer (above 1: kv is faster).
   --runs N          rounds (default 3)
   --engines LIST    engines, first one is the baseline of the ratios (default: every
                     engine built in: kv,fjall, and rocksdb with the `rocksdb` feature)
-  --workloads LIST  workloads (default all): put-nosync-1t, put-nosync-4t, put-sync-1t,
-                    put-sync-8t, get-hit, get-miss, scan-10k
+  --workloads LIST  workloads (default the quick set): put-nosync-1t, put-nosync-4t,
+                    put-sync-1t, put-sync-8t, get-hit, get-miss, scan-10k; or from the
+                    scale set: fillseq, fillrandom, overwrite, readmissing,
+                    readwhilewriting-1w, readwhilewriting-2w
+  --scale           the default workloads are the scale set instead
+  --keys N          keys of the scale set (default 1m; k and m suffixes: 10m, 50m; a
+                    multiple of 1000); runs of 10m and more print progress on stderr
+  --reader-gets N   gets of the scale set's read workloads (default 1m)
   --tiny            a tiny scale, to check that everything runs (figures meaningless)
   --puts N          puts of each non-durable put workload (default 200000; after --tiny)
   --read-keys N     keys loaded before the read workloads (default 100000)
@@ -33,8 +40,12 @@ peer (above 1: kv is faster).
   --value-len N     bytes of every value written (default 100)
   --machine         instead of the tables, print one line per run on stdout:
                     `kv-compare-run workload=W engine=E round=R unit=U ops=N nanos=T`
+                    and, for the scale set, more `name=value` figures (p50_ns, p99_ns,
+                    max_ns, wa_end, wa_settled, settle_secs, space_amp, space_amp_alloc,
+                    peak_rss_mib, rss_anon_mib, rss_file_mib, writer_puts_per_sec)
                     (`cargo xtask bench --vs` runs one engine per process this way)
-  --list-workloads  print the workload names, one per line, and exit
+  --list-workloads  print the quick set's workload names, one per line, and exit
+  --list-scale-workloads  the same for the scale set
 ";
 
 /// The first word of a `--machine` result line.
@@ -47,6 +58,7 @@ struct Args {
     scale: Scale,
     machine: bool,
     list_workloads: bool,
+    list_scale_workloads: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,7 +69,10 @@ fn parse_args() -> Result<Args, String> {
         scale: Scale::default(),
         machine: false,
         list_workloads: false,
+        list_scale_workloads: false,
     };
+    let mut workloads_given = false;
+    let mut scale_set = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().ok_or(format!("{arg} needs a value"));
@@ -82,6 +97,18 @@ fn parse_args() -> Result<Args, String> {
             }
             "--workloads" => {
                 args.workloads = list(&value()?, Workload::from_name, "workload")?;
+                workloads_given = true;
+            }
+            "--scale" => scale_set = true,
+            "--keys" | "--reader-gets" => {
+                let v = value()?;
+                let n = count(&v).ok_or(format!("bad {arg} {v}"))?;
+                if arg == "--keys" {
+                    args.scale.keys = n;
+                    args.scale.check_keys().map_err(|e| e.to_string())?;
+                } else {
+                    args.scale.reader_gets = n;
+                }
             }
             "--tiny" => args.scale = Scale::tiny(),
             "--puts" | "--read-keys" | "--gets" | "--value-len" => {
@@ -102,11 +129,44 @@ fn parse_args() -> Result<Args, String> {
             }
             "--machine" => args.machine = true,
             "--list-workloads" => args.list_workloads = true,
+            "--list-scale-workloads" => args.list_scale_workloads = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    if scale_set && !workloads_given {
+        args.workloads = Workload::SCALE.to_vec();
+    }
     Ok(args)
+}
+
+/// A positive count, with an optional `k` (thousand) or `m` (million) suffix.
+fn count(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (digits, unit) = match s.strip_suffix('m') {
+        Some(d) => (d, 1_000_000),
+        None => match s.strip_suffix('k') {
+            Some(d) => (d, 1_000),
+            None => (s.as_str(), 1),
+        },
+    };
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(unit)
+        .filter(|&n| n > 0)
+}
+
+/// `v` with four significant digits at most, no exponent (a figure of a result line).
+fn figure(v: f64) -> String {
+    let digits = if v.abs() >= 1000.0 {
+        0
+    } else if v.abs() >= 10.0 {
+        2
+    } else {
+        4
+    };
+    format!("{v:.digits$}")
 }
 
 fn list<T>(s: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>, String> {
@@ -127,8 +187,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.list_workloads {
-        for w in Workload::ALL {
+    if args.list_workloads || args.list_scale_workloads {
+        let set: &[Workload] = if args.list_workloads {
+            &Workload::ALL
+        } else {
+            &Workload::SCALE
+        };
+        for w in set {
             println!("{}", w.name());
         }
         return ExitCode::SUCCESS;
@@ -156,8 +221,13 @@ fn main() -> ExitCode {
             for e in order {
                 match e.run(w, &settings, &args.scale) {
                     Ok(m) => {
+                        let metrics: String = m
+                            .metrics
+                            .iter()
+                            .map(|(k, v)| format!(" {k}={}", figure(*v)))
+                            .collect();
                         eprintln!(
-                            "round {} {:<14} {:<7} {:>12.0} {}/s",
+                            "round {} {:<14} {:<7} {:>12.0} {}/s{metrics}",
                             round + 1,
                             w.name(),
                             e.name(),
@@ -166,7 +236,7 @@ fn main() -> ExitCode {
                         );
                         if args.machine {
                             println!(
-                                "{RUN_LINE} workload={} engine={} round={} unit={} ops={} nanos={}",
+                                "{RUN_LINE} workload={} engine={} round={} unit={} ops={} nanos={}{metrics}",
                                 w.name(),
                                 e.name(),
                                 round + 1,

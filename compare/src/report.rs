@@ -135,6 +135,7 @@ mod tests {
         let ms = |ops| Measurement {
             ops,
             elapsed: Duration::from_secs(1),
+            metrics: Vec::new(),
         };
         for ops in [100, 300, 200] {
             t.record(Workload::GetHit, Engine::Kv, ms(ops));

@@ -73,6 +73,11 @@ pub trait Store: Sized + Send + Sync {
     /// Writes the memtable to a table and waits for it, so reads go through tables.
     fn flush(&self) -> Result<()>;
 
+    /// Writes the memtable to a table and waits until the engine's background work is
+    /// done: no flush queued or running and no compaction running or due, as far as the
+    /// engine can tell (each implementation says how it knows).
+    fn settle(&self) -> Result<()>;
+
     /// Closes the database, reporting errors (dropping it is the fallback).
     fn close(self) -> Result<()> {
         drop(self);

@@ -26,6 +26,11 @@ pub struct Scale {
     pub scans: u64,
     /// Length of every value written (default [`VALUE_LEN`]).
     pub value_len: usize,
+    /// Keys of the scale set's workloads ([`Workload::SCALE`]); a multiple of 1000 and
+    /// not of 7919 (see [`Scale::check_keys`]).
+    pub keys: u64,
+    /// Gets of the scale set's read workloads.
+    pub reader_gets: u64,
 }
 
 impl Default for Scale {
@@ -40,6 +45,8 @@ impl Default for Scale {
             gets: 400_000,
             scans: 100,
             value_len: VALUE_LEN,
+            keys: 1_000_000,
+            reader_gets: 1_000_000,
         }
     }
 }
@@ -55,7 +62,23 @@ impl Scale {
             gets: 2_000,
             scans: 2,
             value_len: VALUE_LEN,
+            keys: 2_000,
+            reader_gets: 2_000,
         }
+    }
+
+    /// An error unless [`Scale::keys`] is a positive multiple of 1000 and not a multiple
+    /// of 7919: the loader of the read workloads scatters its keys with `i * 7919 mod
+    /// keys`, a permutation only then.
+    pub fn check_keys(&self) -> Result<()> {
+        if self.keys == 0 || !self.keys.is_multiple_of(1000) || self.keys.is_multiple_of(7919) {
+            return Err(format!(
+                "{} keys: the scale set needs a positive multiple of 1000 that is not a multiple of 7919",
+                self.keys
+            )
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -79,15 +102,33 @@ pub enum Workload {
     GetMiss,
     /// Forward range scans of 10,000 consecutive entries from random start keys.
     Scan10k,
+    /// Scale set: [`Scale::keys`] puts in ascending key order from one thread.
+    FillSeq,
+    /// Scale set: [`Scale::keys`] puts in scattered key order from one thread.
+    FillRandom,
+    /// Scale set: [`Scale::keys`] keys loaded, then as many puts of random ones among
+    /// them from one thread (only those timed).
+    Overwrite,
+    /// Scale set: gets of absent keys among [`Scale::keys`] loaded ones.
+    ReadMissing,
+    /// Scale set: one reader's gets of present keys among [`Scale::keys`] loaded ones
+    /// while `writers` threads overwrite random keys.
+    ReadWhileWriting {
+        /// Writer threads beside the reader.
+        writers: u64,
+    },
 }
 
 /// The result of one run of one workload.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Measurement {
     /// Operations done (puts, gets or scans).
     pub ops: u64,
     /// Time they took.
     pub elapsed: Duration,
+    /// Further figures by name (latency percentiles, amplification, memory: see
+    /// [`crate::scale`]); empty for the workloads outside the scale set.
+    pub metrics: Vec<(&'static str, f64)>,
 }
 
 impl Measurement {
@@ -109,6 +150,17 @@ impl Workload {
         Workload::Scan10k,
     ];
 
+    /// The scale set (see [`crate::scale`]), sized by [`Scale::keys`]; not in
+    /// [`Workload::ALL`], so the quick comparison stays quick.
+    pub const SCALE: [Workload; 6] = [
+        Workload::FillSeq,
+        Workload::FillRandom,
+        Workload::Overwrite,
+        Workload::ReadMissing,
+        Workload::ReadWhileWriting { writers: 1 },
+        Workload::ReadWhileWriting { writers: 2 },
+    ];
+
     /// The workload's name, as used on the command line.
     pub fn name(self) -> String {
         match self {
@@ -117,27 +169,50 @@ impl Workload {
             Workload::GetHit => "get-hit".into(),
             Workload::GetMiss => "get-miss".into(),
             Workload::Scan10k => "scan-10k".into(),
+            Workload::FillSeq => "fillseq".into(),
+            Workload::FillRandom => "fillrandom".into(),
+            Workload::Overwrite => "overwrite".into(),
+            Workload::ReadMissing => "readmissing".into(),
+            Workload::ReadWhileWriting { writers } => format!("readwhilewriting-{writers}w"),
         }
     }
 
     /// What one operation is.
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::PutNoSync { .. } | Workload::PutSync { .. } => "puts",
-            Workload::GetHit | Workload::GetMiss => "gets",
+            Workload::PutNoSync { .. }
+            | Workload::PutSync { .. }
+            | Workload::FillSeq
+            | Workload::FillRandom
+            | Workload::Overwrite => "puts",
+            Workload::GetHit
+            | Workload::GetMiss
+            | Workload::ReadMissing
+            | Workload::ReadWhileWriting { .. } => "gets",
             Workload::Scan10k => "scans",
         }
     }
 
-    /// The workload called `name`.
+    /// The workload called `name`, in [`Workload::ALL`] or [`Workload::SCALE`].
     pub fn from_name(name: &str) -> Option<Workload> {
-        Workload::ALL.into_iter().find(|w| w.name() == name)
+        Workload::ALL
+            .into_iter()
+            .chain(Workload::SCALE)
+            .find(|w| w.name() == name)
+    }
+
+    /// Whether the workload is in the scale set.
+    pub fn is_scale(self) -> bool {
+        Workload::SCALE.contains(&self)
     }
 
     /// Runs the workload once against engine `S`, on a fresh database in a temporary
     /// directory that is removed afterwards. Opening, loading, warming up and closing
     /// are not timed.
     pub fn run<S: Store>(self, settings: &Settings, scale: &Scale) -> Result<Measurement> {
+        if self.is_scale() {
+            return crate::scale::run::<S>(self, settings, scale);
+        }
         let dir = tempfile::tempdir()?;
         let store = S::open(dir.path(), settings)?;
         let m = match self {
@@ -153,16 +228,17 @@ impl Workload {
                 puts(&store, threads, ops, true, scale.value_len)?
             }
             Workload::GetHit | Workload::GetMiss => {
-                load(&store, scale.read_keys, scale.value_len)?;
+                load(&store, scale.read_keys, scale.value_len, &mut |_| {})?;
                 let miss = self == Workload::GetMiss;
                 gets(&store, scale.read_keys, miss, scale.gets / 5)?; // warm the cache
                 gets(&store, scale.read_keys, miss, scale.gets)?
             }
             Workload::Scan10k => {
-                load(&store, scale.read_keys, scale.value_len)?;
+                load(&store, scale.read_keys, scale.value_len, &mut |_| {})?;
                 scans(&store, scale.read_keys, 2)?; // warm the cache
                 scans(&store, scale.read_keys, scale.scans)?
             }
+            other => return Err(format!("{} has no runner", other.name()).into()),
         };
         store.close()?;
         dir.close()?;
@@ -215,17 +291,25 @@ fn puts<S: Store>(
         Ok(Measurement {
             ops,
             elapsed: start.elapsed(),
+            metrics: Vec::new(),
         })
     })
 }
 
 /// Loads keys `key(2 * n)` for `n < count` in a scattered order (`n = i * 7919 mod count`,
 /// a permutation when `count` is a multiple of 1000 and not of 7919), in batches of 1000,
-/// then flushes so reads go through a table.
-fn load<S: Store>(store: &S, count: u64, value_len: usize) -> Result<()> {
+/// then flushes so reads go through a table. `tick` is called with the count loaded so far
+/// before each batch (for progress lines).
+pub(crate) fn load<S: Store>(
+    store: &S,
+    count: u64,
+    value_len: usize,
+    tick: &mut dyn FnMut(u64),
+) -> Result<()> {
     let mut keys = Vec::with_capacity(1000);
     let mut values = Vec::with_capacity(1000);
     for chunk_start in (0..count).step_by(1000) {
+        tick(chunk_start);
         keys.clear();
         values.clear();
         for i in chunk_start..(chunk_start + 1000).min(count) {
@@ -261,6 +345,7 @@ fn gets<S: Store>(store: &S, loaded: u64, miss: bool, ops: u64) -> Result<Measur
     Ok(Measurement {
         ops,
         elapsed: start.elapsed(),
+        metrics: Vec::new(),
     })
 }
 
@@ -278,5 +363,6 @@ fn scans<S: Store>(store: &S, loaded: u64, ops: u64) -> Result<Measurement> {
     Ok(Measurement {
         ops,
         elapsed: start.elapsed(),
+        metrics: Vec::new(),
     })
 }

@@ -14,6 +14,16 @@
 //!   figure. The table, with the date, the machine and the versions, is also written to
 //!   `target/bench/compare-<UTC time>.md`, ready to paste into a README.
 //!
+//! - `cargo xtask bench --vs fjall,rocksdb --scale [--keys 1m|10m|50m]`: the scale set
+//!   instead (fills, overwrite, reads while writers run, over `--keys` keys, a million by
+//!   default; `--keys` alone implies `--scale`; several counts, `--keys 1m,10m`, run each
+//!   workload at each, in rows named `fillrandom-10m`, with each engine's throughput at
+//!   the larger counts over the first). Beside ops/s, each run's result line
+//!   carries further figures (`name=value`: latency percentiles, write and space
+//!   amplification, resident memory); this module takes the median of each over the
+//!   rounds and kv's ratio to each peer, in a second table. Runs of 10 million keys or
+//!   more print progress lines, which are passed through to stderr.
+//!
 //! A process per engine keeps the engines from sharing an allocator, a page cache warmed
 //! by the other, or background threads still busy with the previous engine's work. xtask
 //! does not depend on the kv crates nor on the peers: it only runs binaries.
@@ -41,12 +51,18 @@ const DEFAULT_RUNS: usize = 9;
 const USAGE: &str = "\
 usage: cargo xtask bench [kv bench ARGS..]
        cargo xtask bench --vs fjall,rocksdb [--workloads W,..] [--runs N] [--tiny]
+                         [--scale] [--keys N,..]
 
 Without --vs: kv's end-to-end benchmark (`kv bench`, release build); ARGS go to it.
 With --vs: kv against each peer, every engine in its own process, N rounds (default 9);
 prints medians and kv's ratio to each peer (above 1: kv is faster) and saves the table
 to target/bench/compare-<time>.md. --tiny checks that everything runs (figures
-meaningless).";
+meaningless). --scale runs the scale set (fillseq, fillrandom, overwrite, readmissing,
+readwhilewriting-1w, readwhilewriting-2w) over --keys keys (default 1m; 10m, 50m: k and
+m suffixes; --keys alone implies --scale), and tabulates the medians of their latency,
+amplification and memory figures too. Several key counts (--keys 1m,10m) run each
+workload at each, named WORKLOAD-KEYS, with each engine's throughput at the larger
+counts over the first.";
 
 /// Runs `cargo xtask bench ARGS`.
 pub(crate) fn bench(args: &[String]) -> Result<bool, String> {
@@ -64,6 +80,11 @@ struct VsArgs {
     workloads: Option<Vec<String>>,
     runs: usize,
     tiny: bool,
+    /// Run the scale set by default (`--scale`, or implied by `--keys`).
+    scale: bool,
+    /// `--keys`, each passed on to `kv-compare` as given; with more than one, every
+    /// workload runs at each, and is named `WORKLOAD-KEYS` in the tables.
+    keys: Vec<String>,
 }
 
 fn parse_vs(args: &[String]) -> Result<VsArgs, String> {
@@ -72,6 +93,8 @@ fn parse_vs(args: &[String]) -> Result<VsArgs, String> {
         workloads: None,
         runs: DEFAULT_RUNS,
         tiny: false,
+        scale: false,
+        keys: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -103,6 +126,23 @@ fn parse_vs(args: &[String]) -> Result<VsArgs, String> {
                     .ok_or_else(|| format!("bad --runs {v:?}: a positive count"))?;
             }
             "--tiny" => out.tiny = true,
+            "--scale" => out.scale = true,
+            "--keys" => {
+                let list = split_list(value()?);
+                for k in &list {
+                    let digits = k.strip_suffix(['k', 'm']).unwrap_or(k);
+                    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(format!(
+                            "bad --keys {k:?}: a count such as 1000000, 1m or 10m"
+                        ));
+                    }
+                }
+                if list.is_empty() {
+                    return Err("--keys needs a count".into());
+                }
+                out.keys = list;
+                out.scale = true;
+            }
             other => return Err(format!("unknown argument {other:?} with --vs\n\n{USAGE}")),
         }
     }
@@ -172,9 +212,12 @@ fn vs(args: &VsArgs) -> Result<bool, String> {
     let rocksdb = args.peers.iter().any(|p| p == ROCKSDB);
     let bin = build_compare(rocksdb)?;
 
-    let known = list_workloads(&bin)?;
+    let quick = list_workloads(&bin, "--list-workloads")?;
+    let scale_set = list_workloads(&bin, "--list-scale-workloads")?;
+    let known: Vec<String> = quick.iter().chain(&scale_set).cloned().collect();
     let workloads = match &args.workloads {
-        None => known,
+        None if args.scale => scale_set,
+        None => quick,
         Some(list) => {
             for w in list {
                 if !known.contains(w) {
@@ -191,13 +234,31 @@ fn vs(args: &VsArgs) -> Result<bool, String> {
     engines.extend(args.peers.iter().cloned());
 
     let env = Environment::capture(rocksdb);
-    let mut results = Results::new(&engines, &workloads);
-    let total = args.runs * workloads.len() * engines.len();
+    // (key count, workload, its name in the tables): each workload at each key count.
+    let sizes: Vec<Option<&str>> = if args.keys.is_empty() {
+        vec![None]
+    } else {
+        args.keys.iter().map(|k| Some(k.as_str())).collect()
+    };
+    let mut jobs = Vec::new();
+    for w in &workloads {
+        for &k in &sizes {
+            let label = match k {
+                Some(k) if sizes.len() > 1 => format!("{w}-{k}"),
+                _ => w.clone(),
+            };
+            jobs.push((k, w.as_str(), label));
+        }
+    }
+    let labels: Vec<String> = jobs.iter().map(|(_, _, l)| l.clone()).collect();
+    let mut results = Results::new(&engines, &labels);
+    let total = args.runs * jobs.len() * engines.len();
     let mut done = 0;
     for round in 0..args.runs {
-        for w in &workloads {
+        for (keys, workload, w) in &jobs {
             for e in round_order(&engines, round) {
-                let run = run_one(&bin, e, w, args.tiny)?;
+                let mut run = run_one(&bin, e, workload, *keys, args.tiny)?;
+                run.workload.clone_from(w);
                 done += 1;
                 eprintln!(
                     "[{done:>3}/{total}] round {}/{} {w:<14} {e:<8} {:>8} {}/s",
@@ -214,12 +275,17 @@ fn vs(args: &VsArgs) -> Result<bool, String> {
     let took = duration(started.elapsed().as_secs_f64());
 
     let command = format!(
-        "cargo xtask bench --vs {} --runs {}{}{}",
+        "cargo xtask bench --vs {} --runs {}{}{}{}",
         args.peers.join(","),
         args.runs,
         args.workloads
             .as_ref()
             .map_or(String::new(), |w| format!(" --workloads {}", w.join(","))),
+        match (args.keys.is_empty(), args.scale) {
+            (false, _) => format!(" --keys {}", args.keys.join(",")),
+            (true, true) => " --scale".into(),
+            (true, false) => String::new(),
+        },
         if args.tiny { " --tiny" } else { "" }
     );
     let mut report = String::new();
@@ -249,6 +315,24 @@ fn vs(args: &VsArgs) -> Result<bool, String> {
         args.runs
     );
     report.push_str(&results.medians());
+    if sizes.len() > 1 {
+        let _ = writeln!(
+            report,
+            "\nThroughput at each key count ÷ at {} keys (medians; below 1: slower at the larger size)\n",
+            args.keys.first().map_or("", String::as_str)
+        );
+        report.push_str(&results.size_ratios(&jobs));
+    }
+    let figures = results.figure_medians();
+    if !figures.is_empty() {
+        let _ = writeln!(
+            report,
+            "\nOther figures, median of {} rounds (kv ÷ peer: below 1, kv's figure is lower)\n",
+            args.runs
+        );
+        report.push_str(&figures);
+        report.push_str(FIGURE_LEGEND);
+    }
     report.push_str("\nEvery round (ops/s, in round order; spread = fastest ÷ slowest)\n\n");
     report.push_str(&results.rounds());
 
@@ -305,24 +389,59 @@ fn executable_of(cargo_json: &str, name: &str) -> Option<PathBuf> {
         })
 }
 
-fn list_workloads(bin: &Path) -> Result<Vec<String>, String> {
+/// What the figures of the scale set mean, below their table.
+const FIGURE_LEGEND: &str = "
+- p50_ns, p99_ns, max_ns: latency of one operation (the reader's gets in readwhilewriting), ns
+- wa_end, wa_settled: bytes written by the process (`wchar`) ÷ key and value bytes put, at the end of the timed puts and once the engine has flushed and stopped compacting
+- settle_secs: time from the end of the puts until settled
+- space_amp, space_amp_alloc: the database directory after close (file lengths; allocated blocks) ÷ live key and value bytes
+- peak_rss_mib: peak resident memory of the run (VmHWM); rss_anon_mib, rss_file_mib: anonymous and file-backed resident memory at the end, MiB
+- writer_puts_per_sec: the writers' puts per second in readwhilewriting
+";
+
+fn list_workloads(bin: &Path, flag: &str) -> Result<Vec<String>, String> {
     let mut cmd = Command::new(bin);
-    cmd.arg("--list-workloads");
-    output_lines(cmd, &format!("{} --list-workloads", bin.display()))
+    cmd.arg(flag);
+    output_lines(cmd, &format!("{} {flag}", bin.display()))
 }
 
-/// One run of `workload` on `engine` in a fresh `kv-compare` process.
-fn run_one(bin: &Path, engine: &str, workload: &str, tiny: bool) -> Result<Run, String> {
+/// One run of `workload` on `engine` in a fresh `kv-compare` process. Its progress lines
+/// (stderr lines starting with a space) are passed through as they come.
+fn run_one(
+    bin: &Path,
+    engine: &str,
+    workload: &str,
+    keys: Option<&str>,
+    tiny: bool,
+) -> Result<Run, String> {
     let mut cmd = Command::new(bin);
     cmd.args(["--machine", "--runs", "1", "--engines", engine])
         .args(["--workloads", workload]);
     if tiny {
         cmd.arg("--tiny");
     }
-    let out = cmd
-        .output()
+    if let Some(keys) = keys {
+        cmd.args(["--keys", keys]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut stderr = String::new();
+    if let Some(err) = child.stderr.take() {
+        for line in BufReader::new(err).lines() {
+            let line = line.map_err(|e| format!("reading {}'s stderr: {e}", bin.display()))?;
+            if line.starts_with(' ') {
+                eprintln!("{line}");
+            }
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
     if !out.status.success() {
         return Err(format!(
             "{workload} on {engine} failed ({}):\n{stderr}",
@@ -339,7 +458,7 @@ fn run_one(bin: &Path, engine: &str, workload: &str, tiny: bool) -> Result<Run, 
 }
 
 /// One measured run, as `kv-compare --machine` prints it:
-/// `kv-compare-run workload=W engine=E round=R unit=U ops=N nanos=T`.
+/// `kv-compare-run workload=W engine=E round=R unit=U ops=N nanos=T [NAME=VALUE..]`.
 #[derive(Clone, Debug, PartialEq)]
 struct Run {
     workload: String,
@@ -347,6 +466,8 @@ struct Run {
     unit: String,
     ops: u64,
     nanos: u128,
+    /// The further figures (`p99_ns=2431`...), in line order.
+    figures: Vec<(String, f64)>,
 }
 
 impl Run {
@@ -372,6 +493,7 @@ fn parse_run(line: &str) -> Result<Run, String> {
         return Err(bad("no prefix"));
     }
     let (mut workload, mut engine, mut unit, mut ops, mut nanos) = (None, None, None, None, None);
+    let mut figures = Vec::new();
     for field in fields {
         let (k, v) = field
             .split_once('=')
@@ -382,8 +504,15 @@ fn parse_run(line: &str) -> Result<Run, String> {
             "unit" => unit = Some(v.to_string()),
             "ops" => ops = Some(v.parse::<u64>().map_err(|_| bad("ops"))?),
             "nanos" => nanos = Some(v.parse::<u128>().map_err(|_| bad("nanos"))?),
-            // `round` and any field added later: not needed here.
-            _ => {}
+            "round" => {}
+            // Any other field is a figure to take the median of.
+            name => {
+                let v: f64 = v.parse().map_err(|_| bad(name))?;
+                if !v.is_finite() {
+                    return Err(bad(name));
+                }
+                figures.push((name.to_string(), v));
+            }
         }
     }
     let run = Run {
@@ -392,6 +521,7 @@ fn parse_run(line: &str) -> Result<Run, String> {
         unit: unit.ok_or_else(|| bad("no unit"))?,
         ops: ops.ok_or_else(|| bad("no ops"))?,
         nanos: nanos.ok_or_else(|| bad("no nanos"))?,
+        figures,
     };
     if run.ops == 0 || run.nanos == 0 {
         return Err(bad("zero ops or time"));
@@ -405,6 +535,9 @@ struct Results {
     engines: Vec<String>,
     /// Per workload: its unit, and per engine (in `engines` order) the ops/s of each round.
     rows: Vec<(String, String, Vec<Vec<f64>>)>,
+    /// Per workload and figure name (in the order first seen), per engine, each round's
+    /// value.
+    figures: Vec<(String, String, Vec<Vec<f64>>)>,
 }
 
 impl Results {
@@ -415,6 +548,7 @@ impl Results {
                 .iter()
                 .map(|w| (w.clone(), String::new(), vec![Vec::new(); engines.len()]))
                 .collect(),
+            figures: Vec::new(),
         }
     }
 
@@ -434,7 +568,102 @@ impl Results {
             .get_mut(e)
             .ok_or_else(|| format!("no column for {}", run.engine))?
             .push(run.ops_per_sec());
+        for (name, v) in &run.figures {
+            let at = self
+                .figures
+                .iter()
+                .position(|(w, n, _)| *w == run.workload && n == name);
+            let at = match at {
+                Some(at) => at,
+                None => {
+                    // Keep a workload's figures together, after its earlier ones.
+                    let after = self
+                        .figures
+                        .iter()
+                        .rposition(|(w, _, _)| *w == run.workload)
+                        .map_or(self.figures.len(), |i| i + 1);
+                    let empty = vec![Vec::new(); self.engines.len()];
+                    self.figures
+                        .insert(after, (run.workload.clone(), name.clone(), empty));
+                    after
+                }
+            };
+            if let Some(cell) = self.figures.get_mut(at).and_then(|(_, _, c)| c.get_mut(e)) {
+                cell.push(*v);
+            }
+        }
         Ok(())
+    }
+
+    /// For runs of the same workload at several key counts (`jobs`: key count, workload,
+    /// row name), each engine's median throughput at each larger count divided by its
+    /// median at the first count, as a Markdown table.
+    fn size_ratios(&self, jobs: &[(Option<&str>, &str, String)]) -> String {
+        let mut out = String::from("| workload | keys |");
+        let mut rule = String::from("|---|---|");
+        for e in &self.engines {
+            let _ = write!(out, " {e} |");
+            rule.push_str("---:|");
+        }
+        let _ = write!(out, "\n{rule}\n");
+        let row = |label: &str| self.rows.iter().find(|(w, _, _)| w == label);
+        for (i, (keys, workload, label)) in jobs.iter().enumerate() {
+            // The first job of this workload is the base; skip it.
+            let Some(base) = jobs.iter().take(i).find(|(_, w, _)| w == workload) else {
+                continue;
+            };
+            let (Some((_, _, cells)), Some((_, _, base_cells))) = (row(label), row(&base.2)) else {
+                continue;
+            };
+            let _ = write!(out, "| {workload} | {} |", keys.unwrap_or("-"));
+            for e in 0..self.engines.len() {
+                match (Self::median(cells, e), Self::median(base_cells, e)) {
+                    (Some(m), Some(b)) if b > 0.0 => {
+                        let _ = write!(out, " {:.2} |", m / b);
+                    }
+                    _ => out.push_str(" - |"),
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The Markdown table of the further figures' medians, and kv's over each peer's;
+    /// empty when no run had any.
+    fn figure_medians(&self) -> String {
+        if self.figures.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from("| workload | figure |");
+        let mut rule = String::from("|---|---|");
+        for e in &self.engines {
+            let _ = write!(out, " {e} |");
+            rule.push_str("---:|");
+        }
+        let base = self.engines.first().map_or("", String::as_str);
+        for e in self.engines.iter().skip(1) {
+            let _ = write!(out, " {base} ÷ {e} |");
+            rule.push_str("---:|");
+        }
+        let _ = write!(out, "\n{rule}\n");
+        for (w, name, cells) in &self.figures {
+            let _ = write!(out, "| {w} | {name} |");
+            for e in 0..self.engines.len() {
+                let m = Self::median(cells, e);
+                let _ = write!(out, " {} |", m.map_or("-".into(), human));
+            }
+            for r in Self::ratios(cells).iter().skip(1) {
+                match r {
+                    Some(r) => {
+                        let _ = write!(out, " {r:.2} |");
+                    }
+                    None => out.push_str(" - |"),
+                }
+            }
+            out.push('\n');
+        }
+        out
     }
 
     /// The median ops/s in `cells` of the engine at index `engine`.
@@ -750,6 +979,7 @@ mod tests {
                 unit: "gets".into(),
                 ops: 400_000,
                 nanos: 500_000_000,
+                figures: Vec::new(),
             }]
         );
         assert_eq!(runs[0].ops_per_sec(), 800_000.0);
@@ -774,7 +1004,100 @@ mod tests {
             unit: "puts".into(),
             ops: per_sec,
             nanos: 1_000_000_000,
+            figures: Vec::new(),
         }
+    }
+
+    #[test]
+    fn further_fields_are_figures() {
+        let line = "kv-compare-run workload=fillrandom engine=kv round=2 unit=puts ops=1000 \
+                    nanos=2000000 p99_ns=2431 wa_end=1.1899 space_amp=1.0062";
+        let run = parse_run(line).unwrap();
+        assert_eq!(
+            run.figures,
+            vec![
+                ("p99_ns".to_string(), 2431.0),
+                ("wa_end".to_string(), 1.1899),
+                ("space_amp".to_string(), 1.0062),
+            ]
+        );
+        assert!(parse_run(&format!("{line} max_ns=lots")).is_err());
+        assert!(parse_run(&format!("{line} max_ns=NaN")).is_err());
+    }
+
+    #[test]
+    fn throughput_at_each_size_over_the_first() {
+        let engines = strings(&["kv", "fjall"]);
+        let jobs = [
+            (Some("1m"), "fillrandom", "fillrandom-1m".to_string()),
+            (Some("10m"), "fillrandom", "fillrandom-10m".to_string()),
+            (Some("1m"), "fillseq", "fillseq-1m".to_string()),
+            (Some("10m"), "fillseq", "fillseq-10m".to_string()),
+        ];
+        let labels: Vec<String> = jobs.iter().map(|j| j.2.clone()).collect();
+        let mut r = Results::new(&engines, &labels);
+        for (label, kv, fjall) in [
+            ("fillrandom-1m", 400, 300),
+            ("fillrandom-10m", 300, 150),
+            ("fillseq-1m", 800, 800),
+            ("fillseq-10m", 800, 400),
+        ] {
+            r.record(&run(label, "kv", kv)).unwrap();
+            r.record(&run(label, "fjall", fjall)).unwrap();
+        }
+        let table = r.size_ratios(&jobs);
+        assert_eq!(
+            table,
+            "| workload | keys | kv | fjall |\n|---|---|---:|---:|\n\
+             | fillrandom | 10m | 0.75 | 0.50 |\n| fillseq | 10m | 1.00 | 0.50 |\n"
+        );
+    }
+
+    #[test]
+    fn figure_medians_and_ratios_per_workload() {
+        let engines = strings(&["kv", "fjall"]);
+        let mut r = Results::new(&engines, &strings(&["fillrandom", "overwrite"]));
+        let with = |engine: &str, workload: &str, figures: &[(&str, f64)]| Run {
+            figures: figures.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            ..run(workload, engine, 100)
+        };
+        for wa in [3.0, 1.0, 2.0] {
+            r.record(&with(
+                "kv",
+                "fillrandom",
+                &[("wa_end", wa), ("p99_ns", 900.0)],
+            ))
+            .unwrap();
+        }
+        for wa in [4.0, 4.0] {
+            r.record(&with("fjall", "fillrandom", &[("wa_end", wa)]))
+                .unwrap();
+        }
+        r.record(&with("kv", "overwrite", &[("space_amp", 1.1)]))
+            .unwrap();
+        r.record(&with("kv", "fillrandom", &[("max_ns", 5e6)]))
+            .unwrap();
+        let table = r.figure_medians();
+        assert!(
+            table.starts_with("| workload | figure | kv | fjall | kv ÷ fjall |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| fillrandom | wa_end | 2.00 | 4.00 | 0.50 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| fillrandom | p99_ns | 900 | - | - |"),
+            "{table}"
+        );
+        // A workload's figures stay together, in the order first seen.
+        let rows: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .map(|l| l.split(" | ").nth(1).unwrap())
+            .collect();
+        assert_eq!(rows, ["wa_end", "p99_ns", "max_ns", "space_amp"], "{table}");
+        assert_eq!(Results::new(&engines, &[]).figure_medians(), "");
     }
 
     #[test]
@@ -845,8 +1168,20 @@ mod tests {
                 workloads: None,
                 runs: 7,
                 tiny: true,
+                scale: false,
+                keys: Vec::new(),
             }
         );
+        let a = parse_vs(&strings(&["--vs", "fjall", "--keys", "1m,10m"])).unwrap();
+        assert_eq!((a.scale, a.keys), (true, strings(&["1m", "10m"])));
+        assert!(parse_vs(&strings(&["--vs", "fjall", "--keys", ","])).is_err());
+        assert!(parse_vs(&strings(&["--vs", "fjall", "--keys", "m"])).is_err());
+        assert!(
+            parse_vs(&strings(&["--vs", "fjall", "--scale"]))
+                .unwrap()
+                .scale
+        );
+        assert!(parse_vs(&strings(&["--vs", "fjall", "--keys", "ten"])).is_err());
         assert!(parse_vs(&strings(&["--vs", "leveldb"])).is_err());
         assert!(parse_vs(&strings(&["--vs", "fjall", "--runs", "0"])).is_err());
         assert!(parse_vs(&strings(&["--vs", ""])).is_err());

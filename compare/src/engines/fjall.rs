@@ -7,7 +7,12 @@ use ::fjall::config::{
 };
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use std::time::{Duration, Instant};
+
 use crate::{Result, Settings, Store};
+
+/// How long fjall must stay without flushes or compactions to count as settled.
+const FJALL_QUIET: Duration = Duration::from_secs(1);
 
 /// A fjall database with one keyspace.
 ///
@@ -79,6 +84,30 @@ impl Store for FjallStore {
 
     fn flush(&self) -> Result<()> {
         Ok(self.ks.rotate_memtable_and_wait()?)
+    }
+
+    /// fjall 3.1 has no signal that compaction is idle: a flush queues one compaction
+    /// request per worker thread, each request runs at most one compaction, and nothing
+    /// says whether the strategy would pick another. So this rotates the memtable and
+    /// waits for its flush, then polls every 10 ms until no flush is queued, no sealed
+    /// memtable is left, no compaction is running (`Database::active_compactions`) and the
+    /// count of finished compactions has not moved for [`FJALL_QUIET`]. That is "fjall has
+    /// stopped on its own", not "nothing is left to compact".
+    fn settle(&self) -> Result<()> {
+        self.ks.rotate_memtable_and_wait()?;
+        let mut last = (self.db.compactions_completed(), Instant::now());
+        loop {
+            let completed = self.db.compactions_completed();
+            let busy = self.db.outstanding_flushes() > 0
+                || self.ks.sealed_memtable_count() > 0
+                || self.db.active_compactions() > 0;
+            if busy || completed != last.0 {
+                last = (completed, Instant::now());
+            } else if last.1.elapsed() >= FJALL_QUIET {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn close(self) -> Result<()> {

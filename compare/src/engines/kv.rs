@@ -72,6 +72,13 @@ impl Store for KvStore {
         Ok(self.db.flush()?)
     }
 
+    /// `Db::flush`, then `Db::wait_idle` (no memtable waiting for a flush, no compaction
+    /// running, and the compaction picker has nothing to do).
+    fn settle(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(self.db.wait_idle()?)
+    }
+
     fn close(self) -> Result<()> {
         Ok(self.db.close()?)
     }

@@ -107,6 +107,30 @@ impl Store for RocksDbStore {
         Ok(self.db.flush()?)
     }
 
+    /// `DB::flush` (waits), then polls every 10 ms until the properties
+    /// `rocksdb.compaction-pending`, `rocksdb.num-running-compactions` and
+    /// `rocksdb.num-running-flushes` are all 0.
+    fn settle(&self) -> Result<()> {
+        self.db.flush()?;
+        loop {
+            let mut busy = 0;
+            for name in [
+                "rocksdb.compaction-pending",
+                "rocksdb.num-running-compactions",
+                "rocksdb.num-running-flushes",
+            ] {
+                busy += self
+                    .db
+                    .property_int_value(name)?
+                    .ok_or_else(|| format!("RocksDB has no property {name}"))?;
+            }
+            if busy == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     fn close(self) -> Result<()> {
         self.db.flush_wal(true)?;
         drop(self.db);
