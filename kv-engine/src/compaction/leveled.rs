@@ -90,39 +90,51 @@ impl Leveled {
         Some(self.task(version, vec![(0, l0), (base, below)], base, ctx, reason))
     }
 
-    /// Merges one table of `level` (round-robin) with what it overlaps below.
+    /// Merges one table of `level` with what it overlaps below: the table whose
+    /// overlap with the next level is smallest for its size (RocksDB's
+    /// `kMinOverlappingRatio`), so each compaction moves the most bytes down for the
+    /// bytes it rewrites. Ties (equal ratios, as tables that overlap nothing) go to
+    /// the first table after the last one compacted out of the level, round-robin.
     fn level_task(&self, version: &Version, level: usize, ctx: &PickContext) -> Option<Task> {
         let tables = version.levels.get(level)?;
         if tables.is_empty() {
             return None;
         }
+        let below: &[Arc<TableHandle>] = version.levels.get(level + 1).map_or(&[], Vec::as_slice);
         let pointer = lock(&self.pointers).get(level).cloned().flatten();
         let start = pointer.map_or(0, |p| {
             tables.partition_point(|t| t.smallest_user_key() <= p.as_slice())
         });
-        for i in 0..tables.len() {
-            let t = tables.get((start + i) % tables.len())?;
-            if t.is_busy() {
+        let overlaps = overlap_spans(tables, below);
+        let mut best: Option<(u128, usize, usize)> = None; // (ratio key, rank, index)
+        for (i, (t, span)) in tables.iter().zip(&overlaps).enumerate() {
+            let Some(under) = below.get(span.clone()) else {
+                continue;
+            };
+            if t.is_busy() || any_busy(under) {
                 continue;
             }
-            let below = overlapping(
-                version,
-                level + 1,
-                Some(t.smallest_user_key()),
-                Some(t.largest_user_key()),
-            );
-            if any_busy(&below) {
-                continue;
+            let overlap: u64 = under.iter().map(|u| u.file.size).sum();
+            // overlap / size, compared exactly: overlap * 2^32 / size as an integer.
+            let ratio = (u128::from(overlap) << 32) / u128::from(t.file.size.max(1));
+            let rank = (i + tables.len() - start) % tables.len();
+            if best.is_none_or(|(r, k, _)| (ratio, rank) < (r, k)) {
+                best = Some((ratio, rank, i));
             }
-            return Some(self.task(
-                version,
-                vec![(level, vec![t.clone()]), (level + 1, below)],
-                level + 1,
-                ctx,
-                "level size",
-            ));
         }
-        None
+        let (_, _, i) = best?;
+        let t = tables.get(i)?;
+        let under = overlaps
+            .get(i)
+            .and_then(|span| below.get(span.clone()))?
+            .to_vec();
+        Some(self.task(
+            version,
+            vec![(level, vec![t.clone()]), (level + 1, under)],
+            level + 1,
+            ctx,
+            "level size",
+        ))
     }
 
     fn task(
@@ -299,6 +311,236 @@ impl Strategy for Leveled {
             && let Some(slot) = lock(&self.pointers).get_mut(*level)
         {
             *slot = Some(largest.to_vec());
+        }
+    }
+}
+
+/// For each table of `upper` (a sorted level), the index range of the tables of `lower`
+/// (the sorted level below) that overlap its user-key range: one pass over both, since
+/// both are ordered and their tables do not overlap within a level.
+fn overlap_spans(
+    upper: &[Arc<TableHandle>],
+    lower: &[Arc<TableHandle>],
+) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::with_capacity(upper.len());
+    let mut first = 0;
+    for t in upper {
+        // Tables of `lower` wholly before `t` are before every later table too.
+        while lower
+            .get(first)
+            .is_some_and(|u| u.largest_user_key() < t.smallest_user_key())
+        {
+            first += 1;
+        }
+        let mut end = first;
+        while lower
+            .get(end)
+            .is_some_and(|u| u.smallest_user_key() <= t.largest_user_key())
+        {
+            end += 1;
+        }
+        spans.push(first..end);
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use std::path::PathBuf;
+
+    use kv_iter::{InternalKey, SeqNo, ValueKind};
+    use kv_sstable::BlockCache;
+
+    use super::*;
+    use crate::table_cache::TableCache;
+    use crate::table_file::OpenOptions;
+    use crate::version::Graveyard;
+    use crate::version_edit::TableFile;
+
+    /// Handles on tables that are never opened: picking looks at ranges and sizes only.
+    struct Tables {
+        cache: Arc<TableCache>,
+        graveyard: Arc<Graveyard>,
+        next: u64,
+    }
+
+    impl Tables {
+        fn new() -> Self {
+            let opts = OpenOptions {
+                mmap: false,
+                cache: Arc::new(BlockCache::new(0)),
+                verify: false,
+            };
+            Tables {
+                cache: Arc::new(TableCache::new(
+                    Arc::new(kv_wal::OsFs),
+                    PathBuf::from("/nonexistent"),
+                    opts,
+                    100,
+                )),
+                graveyard: Arc::new(Graveyard {
+                    files: Mutex::new(Vec::new()),
+                }),
+                next: 1,
+            }
+        }
+
+        fn table(&mut self, lo: &str, hi: &str, size: u64) -> Arc<TableHandle> {
+            let key = |k: &str| {
+                InternalKey::new(k.as_bytes(), SeqNo::new(1).unwrap(), ValueKind::Put)
+                    .as_bytes()
+                    .to_vec()
+            };
+            let file = TableFile {
+                number: self.next,
+                size,
+                checksum: 0,
+                smallest: key(lo),
+                largest: key(hi),
+                smallest_seq: 1,
+                largest_seq: 1,
+                entries: 1,
+                tombstones: 0,
+            };
+            self.next += 1;
+            let slot = self.cache.slot(&file, None);
+            let path = PathBuf::from(format!("/nonexistent/{:06}.sst", file.number));
+            Arc::new(TableHandle::new(file, slot, path, self.graveyard.clone()))
+        }
+    }
+
+    fn version(l1: Vec<Arc<TableHandle>>, l2: Vec<Arc<TableHandle>>) -> Version {
+        let mut v = Version::default();
+        v.levels[1] = l1;
+        v.levels[2] = l2;
+        v
+    }
+
+    fn picked(task: &Task) -> (Vec<u64>, Vec<u64>) {
+        let numbers = |l: usize| {
+            task.inputs
+                .iter()
+                .filter(|(level, _)| *level == l)
+                .flat_map(|(_, ts)| ts.iter().map(|t| t.file.number))
+                .collect()
+        };
+        (numbers(1), numbers(2))
+    }
+
+    const CTX: PickContext = PickContext {
+        target_table_size: 1 << 20,
+    };
+
+    #[test]
+    fn picks_the_table_whose_overlap_below_is_smallest_for_its_size() {
+        let mut t = Tables::new();
+        // Level 1: three tables of 10 bytes, then one of 40 bytes.
+        let a = t.table("a", "c", 10);
+        let b = t.table("d", "f", 10);
+        let c = t.table("g", "i", 10);
+        let d = t.table("j", "l", 40);
+        // Level 2 under them: a over 100 bytes, b over 30 (two tables), c over 50, d
+        // over 60 (ratio 1.5, the smallest).
+        let under_a = t.table("a", "b", 100);
+        let under_b1 = t.table("d", "d", 10);
+        let under_b2 = t.table("e", "f", 20);
+        let under_c = t.table("h", "h", 50);
+        let under_d = t.table("k", "z", 60);
+        let v = version(
+            vec![a, b.clone(), c, d.clone()],
+            vec![
+                under_a,
+                under_b1.clone(),
+                under_b2.clone(),
+                under_c,
+                under_d.clone(),
+            ],
+        );
+        let leveled = Leveled::new(LeveledOptions::default());
+        let task = leveled.level_task(&v, 1, &CTX).unwrap();
+        assert_eq!(
+            picked(&task),
+            (vec![d.file.number], vec![under_d.file.number])
+        );
+        assert_eq!(task.output_level, 2);
+        // Busy: the next best (b, ratio 3) with both tables it overlaps.
+        d.set_busy(true);
+        let task = leveled.level_task(&v, 1, &CTX).unwrap();
+        assert_eq!(
+            picked(&task),
+            (
+                vec![b.file.number],
+                vec![under_b1.file.number, under_b2.file.number]
+            )
+        );
+        // A table below being busy rules out the table above it too.
+        under_b2.set_busy(true);
+        let task = leveled.level_task(&v, 1, &CTX).unwrap();
+        assert_eq!(picked(&task).0.len(), 1);
+        assert_ne!(picked(&task).0, vec![b.file.number]);
+        assert_ne!(picked(&task).0, vec![d.file.number]);
+    }
+
+    #[test]
+    fn equal_ratios_go_round_robin_after_the_last_compacted() {
+        let mut t = Tables::new();
+        let l1: Vec<_> = ["a", "c", "e", "g"]
+            .iter()
+            .map(|k| t.table(k, k, 10))
+            .collect();
+        let v = version(l1.clone(), Vec::new());
+        let leveled = Leveled::new(LeveledOptions::default());
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            let task = leveled.level_task(&v, 1, &CTX).unwrap();
+            // Nothing below: a trivial move.
+            assert!(task.trivial_move);
+            order.push(picked(&task).0[0]);
+            leveled.completed(&task);
+        }
+        let n: Vec<u64> = l1.iter().map(|t| t.file.number).collect();
+        assert_eq!(order, [n[0], n[1], n[2], n[3], n[0], n[1]]);
+    }
+
+    #[test]
+    fn overlap_spans_match_a_scan_of_every_pair() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for _ in 0..200 {
+            let mut t = Tables::new();
+            // A sorted, non-overlapping level of up to 8 tables over keys "00".."99".
+            let n_upper = 1 + next() % 8;
+            let n_lower = next() % 9;
+            let bounds_upper: Vec<u64> = (0..2 * n_upper).map(|_| next() % 100).collect();
+            let bounds_lower: Vec<u64> = (0..2 * n_lower).map(|_| next() % 100).collect();
+            // A sorted, non-overlapping level of up to 8 tables over keys "00".."99".
+            let level = |t: &mut Tables, mut bounds: Vec<u64>| {
+                bounds.sort_unstable();
+                bounds.dedup();
+                bounds
+                    .chunks_exact(2)
+                    .map(|p| t.table(&format!("{:02}", p[0]), &format!("{:02}", p[1]), 1))
+                    .collect::<Vec<_>>()
+            };
+            let upper = level(&mut t, bounds_upper);
+            let lower = level(&mut t, bounds_lower);
+            let spans = overlap_spans(&upper, &lower);
+            for (u, span) in upper.iter().zip(&spans) {
+                let expect: Vec<usize> = (0..lower.len())
+                    .filter(|&i| {
+                        lower[i].overlaps(Some(u.smallest_user_key()), Some(u.largest_user_key()))
+                    })
+                    .collect();
+                let got: Vec<usize> = span.clone().collect();
+                assert_eq!(got, expect);
+            }
         }
     }
 }
