@@ -246,6 +246,11 @@ pub(crate) struct BenchArgs {
     /// them at the process's priority).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub compaction_nice: i32,
+    /// Compaction style: leveled:T:R:B (level-0 trigger, size ratio, base level bytes),
+    /// dynamic:T:R:B (the same with dynamic level sizes) or tiered:MIN:PCT:AMP:MAX
+    /// (default: the engine's).
+    #[arg(long, value_name = "STYLE", value_parser = parse_style_arg)]
+    pub style: Option<kv_engine::CompactionStyle>,
     /// Create the benchmark's temporary database directory inside DIR (default: the
     /// system's temporary directory).
     #[arg(long, value_name = "DIR")]
@@ -263,6 +268,14 @@ pub(crate) struct BenchArgs {
     /// compaction bytes per level, stalls) to stderr.
     #[arg(long)]
     pub stats: bool,
+}
+
+fn parse_style_arg(s: &str) -> Result<kv_engine::CompactionStyle, String> {
+    crate::stress::config::parse_style(s).ok_or_else(|| {
+        format!(
+            "bad compaction style {s:?}: leveled:T:R:B, dynamic:T:R:B or tiered:MIN:PCT:AMP:MAX"
+        )
+    })
 }
 
 /// `none`, `snappy`, `zstd` (level 3) or `zstd:LEVEL`.

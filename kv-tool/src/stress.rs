@@ -50,7 +50,7 @@ use kv_engine::{Db, Options, SyncPolicy, WriteBatch, WriteOptions};
 
 use crate::error::{CliError, CliResult};
 
-mod config;
+pub(crate) mod config;
 mod log;
 mod random;
 mod value;

@@ -546,3 +546,43 @@ fn help_and_version() {
     assert!(ok(&["--version"]).starts_with("kv "));
     assert!(ok(&["dump", "--help"]).contains("manifest"));
 }
+
+#[test]
+fn bench_takes_a_compaction_style_and_prints_the_settled_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    for style in [
+        "leveled:2:4:65536",
+        "dynamic:8:10:1048576",
+        "tiered:4:20:200:12",
+    ] {
+        let r = kv(&[
+            "bench",
+            "--count",
+            "3000",
+            "--workloads",
+            "fillrandom",
+            "--memtable-size",
+            "64K",
+            "--style",
+            style,
+            "--stats",
+            "--dir",
+            path(tmp.path()),
+        ]);
+        assert_eq!(r.code, 0, "{style}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.lines().any(|l| l.starts_with("fillrandom")),
+            "{}",
+            r.stdout
+        );
+        // --stats: the database's statistics after the workload settled, on stderr.
+        assert!(
+            r.stderr.contains("fillrandom settled:") && r.stderr.contains("compacted in"),
+            "{style}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.contains("max us"), "{}", r.stdout);
+    }
+    fails(&["bench", "--style", "leveled:2"], 2);
+    fails(&["bench", "--style", "spiral:1:2:3"], 2);
+}

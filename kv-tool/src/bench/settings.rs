@@ -24,6 +24,7 @@ pub(crate) struct Settings {
     pub mmap: bool,
     pub wal_writeback: u64,
     pub compaction_nice: i32,
+    pub style: Option<kv_engine::CompactionStyle>,
     pub seed: u64,
     /// Print the database's statistics after each writing workload.
     pub stats: bool,
@@ -46,6 +47,7 @@ impl Settings {
             mmap: !a.no_mmap,
             wal_writeback: a.wal_writeback,
             compaction_nice: a.compaction_nice,
+            style: a.style,
             seed: a.seed,
             stats: a.stats,
         };
@@ -61,8 +63,11 @@ impl Settings {
     }
 
     pub(super) fn options(&self) -> Options {
-        Options::default()
-            .compression_all(self.compression)
+        let o = match self.style {
+            Some(style) => Options::default().compaction_style(style),
+            None => Options::default(),
+        };
+        o.compression_all(self.compression)
             .block_cache_bytes(self.cache_bytes)
             .memtable_size(self.memtable_bytes)
             .max_open_files(self.max_open_files)

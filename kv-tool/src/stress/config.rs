@@ -314,6 +314,28 @@ impl fmt::Display for StressConfig {
     }
 }
 
+/// A compaction style as the module doc writes it: `leveled:T:R:B`, `dynamic:T:R:B` or
+/// `tiered:MIN:PCT:AMP:MAX`.
+pub(crate) fn parse_style(value: &str) -> Option<CompactionStyle> {
+    let num = |v: &str| v.parse::<u64>().ok();
+    let size = |v: &str| num(v).and_then(|n| usize::try_from(n).ok());
+    Some(match value.split(':').collect::<Vec<_>>().as_slice() {
+        [kind @ ("leveled" | "dynamic"), t, r, b] => CompactionStyle::Leveled(LeveledOptions {
+            level0_trigger: size(t)?,
+            size_ratio: num(r)?,
+            base_level_bytes: num(b)?,
+            dynamic_level_bytes: *kind == "dynamic",
+        }),
+        ["tiered", min, p, a, max] => CompactionStyle::Tiered(TieredOptions {
+            min_runs: size(min)?,
+            size_ratio_percent: num(p)?,
+            max_space_amplification_percent: num(a)?,
+            max_runs: size(max)?,
+        }),
+        _ => return None,
+    })
+}
+
 impl FromStr for StressConfig {
     type Err = String;
 
@@ -339,25 +361,7 @@ impl FromStr for StressConfig {
             };
             let parts: Vec<&str> = value.split(':').collect();
             match key {
-                "style" => {
-                    c.style = match parts.as_slice() {
-                        [kind @ ("leveled" | "dynamic"), t, r, b] => {
-                            CompactionStyle::Leveled(LeveledOptions {
-                                level0_trigger: size(t)?,
-                                size_ratio: num(r)?,
-                                base_level_bytes: num(b)?,
-                                dynamic_level_bytes: *kind == "dynamic",
-                            })
-                        }
-                        ["tiered", min, p, a, max] => CompactionStyle::Tiered(TieredOptions {
-                            min_runs: size(min)?,
-                            size_ratio_percent: num(p)?,
-                            max_space_amplification_percent: num(a)?,
-                            max_runs: size(max)?,
-                        }),
-                        _ => return Err(bad()),
-                    }
-                }
+                "style" => c.style = parse_style(value).ok_or_else(bad)?,
                 "memtable" => c.memtable = size(value)?,
                 "imm" => c.immutable = size(value)?,
                 "block" => c.block = size(value)?,
