@@ -329,6 +329,13 @@ impl Options {
     /// wait for them when memtables are full. Like RocksDB's
     /// `LowerThreadPoolCPUPriority` for its low-priority (compaction) pool.
     ///
+    /// The value is absolute, not added to the process's (a process already nicer than
+    /// it is left as it is). A compaction thread also picks its work and installs its
+    /// result under the database's state lock: on a saturated CPU, a low-priority
+    /// thread holding it holds up the threads waiting for it (a flush installing its
+    /// table, a writer stalled on level 0) for longer; the lock has no priority
+    /// inheritance.
+    ///
     /// ```
     /// let opts = kv_engine::Options::default().compaction_nice(0);
     /// assert!(opts.validate().is_ok());

@@ -49,8 +49,8 @@ fn eventually(prefix: &str, count: usize, nice: i32) -> Vec<i32> {
 #[test]
 fn compaction_threads_run_at_the_nice_value_asked_for() {
     let base = own_nice();
-    if base > 15 {
-        return; // already at the bottom: nothing to lower (an unusual test runner)
+    if !(0..=15).contains(&base) {
+        return; // a privileged runner above 0, or one near the bottom: nothing to test
     }
     let dir = tempfile::tempdir().unwrap();
     let opts = Options::default()

@@ -227,6 +227,8 @@ struct State {
     power_cut_in: Option<u64>,
     /// Countdowns to writes that write only part of their bytes, then fail.
     short_writes: Vec<u64>,
+    /// Writeback requests that succeeded: file, offset, length (the last 4096 kept).
+    writebacks: std::collections::VecDeque<(PathBuf, u64, u64)>,
 }
 
 impl State {
@@ -406,6 +408,12 @@ impl FaultFs {
     /// How many operations of kind `op` ran (including failed ones).
     pub fn count(&self, op: FsOp) -> u64 {
         self.lock_state().counts.get(&op).copied().unwrap_or(0)
+    }
+
+    /// The writeback requests ([`WritableFile::start_writeback`]) that succeeded, oldest
+    /// first: file, offset and length (the most recent 4096).
+    pub fn writeback_requests(&self) -> Vec<(PathBuf, u64, u64)> {
+        self.lock_state().writebacks.iter().cloned().collect()
     }
 
     /// Resets all operation counts to zero.
@@ -774,9 +782,15 @@ impl WritableFile for FaultWritable {
         let mut s = self.fs.lock_state();
         Ok(s.inode(self.inode)?.data.len() as u64)
     }
-    fn start_writeback(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+    fn start_writeback(&mut self, offset: u64, len: u64) -> io::Result<()> {
         // A hint: nothing becomes durable (a crash loses it like any unsynced write).
-        self.with(FsOp::Writeback, |_| Ok(()))
+        self.with(FsOp::Writeback, |_| Ok(()))?;
+        let mut s = self.fs.lock_state();
+        if s.writebacks.len() == 4096 {
+            s.writebacks.pop_front();
+        }
+        s.writebacks.push_back((self.path.clone(), offset, len));
+        Ok(())
     }
     fn syncer(&self) -> io::Result<Box<dyn FileSyncer>> {
         self.fs.check_gen(self.generation, &self.path)?;

@@ -249,10 +249,12 @@ fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
     let err = io::Error::last_os_error();
     match err.raw_os_error() {
-        // Not supported by this file system or descriptor: the hint is not given.
-        Some(libc::EINVAL) | Some(libc::ESPIPE) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
-            Ok(())
-        }
+        // Not supported here (no such call, a file system without it, a sandbox that
+        // forbids it) or short of memory for now (the pages stay dirty and the next
+        // fsync writes them): the hint is not given. Anything else (EIO, ENOSPC,
+        // EROFS, ...) may be an error the file system reports to this caller only, so
+        // it fails the write like a failed write would.
+        Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM | libc::ENOMEM | libc::EAGAIN) => Ok(()),
         _ => Err(err),
     }
 }

@@ -40,6 +40,20 @@ fn writeback_is_asked_for_once_per_threshold() {
         asked >= written / (8 << 10) - 1 && asked <= written / (8 << 10),
         "{asked} writeback requests for {written} bytes"
     );
+    // One after the other from the end of the header, each at least the threshold
+    // long, ending on a page boundary (the page the log ends in is rewritten by the
+    // next append), never past the data.
+    let requests = fs.writeback_requests();
+    assert_eq!(requests.len() as u64, asked);
+    let mut from = 32;
+    for (path, offset, len) in &requests {
+        assert_eq!(path, &segments(&fs)[0]);
+        assert_eq!(*offset, from);
+        assert!(*len >= 8 << 10, "{len}");
+        assert_eq!((offset + len) % 4096, 0, "{offset} + {len}");
+        assert!(offset + len <= written);
+        from = offset + len;
+    }
     wal.close().unwrap();
 
     // Turned off: never asked.
@@ -85,8 +99,9 @@ fn a_failed_writeback_fails_the_append_and_poisons_the_log() {
     let o = opts(&fs, 4 << 10);
     let wal = Wal::open(dir(), o.clone()).unwrap();
     let mut appended = 0;
-    // Up to just before the threshold: the next append asks for writeback first.
-    while data_end(&fs) < (4 << 10) {
+    // Up to the threshold (counted to the last whole page, from the end of the
+    // 32-byte header): the next append asks for writeback first.
+    while data_end(&fs) < (8 << 10) {
         wal.append(&batch(appended, 1, 500)).unwrap();
         appended += 1;
     }

@@ -14,6 +14,10 @@ use crate::writer::queue::{Framing, Group};
 use crate::writer::roles::Role;
 use crate::writer::shared::{Io, Shared, State, relock};
 
+/// Writeback requests end on a multiple of this (the page size of common systems; a
+/// larger real page only means the last requested page is partly rewritten later).
+const WRITEBACK_PAGE: u64 = 4096;
+
 impl Shared {
     /// Holds the write role: takes the queue, writes it (and seals the segment if
     /// `rotate`, or if it fills up), publishes the outcome. `then_sync`: the caller goes
@@ -131,13 +135,17 @@ impl Shared {
             return Ok(());
         }
         // Writeback of what was written so far, then zeros past where these bytes will
-        // end: if either fails, the group fails with none of its batches in the file.
-        let pending = io.offset.saturating_sub(io.writeback_from);
+        // end: if either fails, the group fails with none of these bytes in the file.
+        // The writeback stops at the last whole page: the page the log ends in is
+        // written again by the next append, and would otherwise go to the device twice
+        // (and, where pages under writeback are stable, hold the next write up).
+        let page_end = io.offset & !(WRITEBACK_PAGE - 1);
+        let pending = page_end.saturating_sub(io.writeback_from);
         if self.opts.writeback_bytes > 0 && pending >= self.opts.writeback_bytes {
             io.file
                 .start_writeback(io.writeback_from, pending)
                 .map_err(|e| Error::io(&io.path, e))?;
-            io.writeback_from = io.offset;
+            io.writeback_from = page_end;
         }
         let end = io.offset + bytes.len() as u64;
         self.zero_ahead(io, end)?;
