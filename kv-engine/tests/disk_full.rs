@@ -524,15 +524,19 @@ fn compaction_out_of_space_resumes_by_itself() {
     };
     let db = Db::open(DIR, opts()).unwrap();
     let mut acked = BTreeMap::new();
-    let mut next = 0;
-    // Three level-0 tables: the fourth starts a compaction (trigger 4).
-    for _ in 0..3 {
-        for _ in 0..100 {
-            db.put(key(next), value(next)).unwrap();
-            acked.insert(key(next), value(next));
-            next += 1;
+    // Four level-0 tables over the same key range (interleaved keys: tables that
+    // overlap nothing would be moved down, not merged).
+    let mut put_round = |db: &Db, round: usize| {
+        for i in 0..100 {
+            let n = i * 4 + round;
+            db.put(key(n), value(n)).unwrap();
+            acked.insert(key(n), value(n));
         }
         db.flush().unwrap();
+    };
+    // Three level-0 tables: the fourth starts a compaction (trigger 4).
+    for round in 0..3 {
+        put_round(&db, round);
     }
     let s = db.stats();
     assert_eq!(s.levels[0].files, 3, "{s}");
@@ -541,12 +545,8 @@ fn compaction_out_of_space_resumes_by_itself() {
     // The fourth flush gets its table; the compaction it starts does not.
     fs.tables_allowed.store(1, Ordering::SeqCst);
     fs.set(Full::Tables);
-    for _ in 0..100 {
-        db.put(key(next), value(next)).unwrap();
-        acked.insert(key(next), value(next));
-        next += 1;
-    }
-    db.flush().unwrap();
+    put_round(&db, 3);
+    let mut next = 400;
     let e = write_until_refused(&db, &mut next, &mut acked);
     assert_no_space_refusal(&e);
     assert_eq!(db.stats().background_state, BackgroundState::NoSpace);

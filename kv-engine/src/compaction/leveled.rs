@@ -79,6 +79,29 @@ impl Leveled {
         reason: &'static str,
     ) -> Option<Task> {
         let l0 = version.levels.first()?.clone();
+        // The oldest level-0 table, if nothing in the base level overlaps it, moves
+        // down as it is: sequential or clustered writes then reach the base level
+        // without being rewritten. (Newer level-0 tables may overlap it: a read looks
+        // at level 0 first, so their versions stay in front. If a compaction out of
+        // level 0 were running, it would hold the oldest table.)
+        if let Some(oldest) = l0.last()
+            && !oldest.is_busy()
+            && overlapping(
+                version,
+                base,
+                Some(oldest.smallest_user_key()),
+                Some(oldest.largest_user_key()),
+            )
+            .is_empty()
+        {
+            return Some(self.task(
+                version,
+                vec![(0, vec![oldest.clone()]), (base, Vec::new())],
+                base,
+                ctx,
+                reason,
+            ));
+        }
         if l0.is_empty() || any_busy(&l0) {
             return None;
         }
