@@ -316,9 +316,10 @@ impl Options {
     /// The nice value of the compaction threads: 1 to 19 runs them below the threads
     /// that read and write (Linux keeps one per thread; elsewhere nothing changes), 0
     /// leaves them at the process's priority. Default 0: on this project's 2-core test
-    /// machine, shared with other work, nice 10 has not yet shown a difference in the
-    /// slowest put of 1M random fills (18-37 ms either way, dominated by fsyncs that
-    /// wait for other processes' journal commits) nor in reads while a writer runs.
+    /// machine nice 10 has not shown a difference, busy or quiet. 1M random fills: the
+    /// slowest put took 18-21 ms either way when quiet (18-37 ms when busy; fsyncs
+    /// waiting for the file system's journal set it). Reads while a writer runs: p99
+    /// 11-21 µs at nice 0 and 13-23 µs at nice 10 (3 runs each, quiet machine).
     ///
     /// On a machine with fewer cores than busy threads, a writer that has to wait for
     /// a CPU while a compaction merges waits a scheduler slice or more: a put that
