@@ -635,35 +635,7 @@ impl Results {
         if self.figures.is_empty() {
             return String::new();
         }
-        let mut out = String::from("| workload | figure |");
-        let mut rule = String::from("|---|---|");
-        for e in &self.engines {
-            let _ = write!(out, " {e} |");
-            rule.push_str("---:|");
-        }
-        let base = self.engines.first().map_or("", String::as_str);
-        for e in self.engines.iter().skip(1) {
-            let _ = write!(out, " {base} ÷ {e} |");
-            rule.push_str("---:|");
-        }
-        let _ = write!(out, "\n{rule}\n");
-        for (w, name, cells) in &self.figures {
-            let _ = write!(out, "| {w} | {name} |");
-            for e in 0..self.engines.len() {
-                let m = Self::median(cells, e);
-                let _ = write!(out, " {} |", m.map_or("-".into(), human));
-            }
-            for r in Self::ratios(cells).iter().skip(1) {
-                match r {
-                    Some(r) => {
-                        let _ = write!(out, " {r:.2} |");
-                    }
-                    None => out.push_str(" - |"),
-                }
-            }
-            out.push('\n');
-        }
-        out
+        self.median_table("figure", &self.figures)
     }
 
     /// The median ops/s in `cells` of the engine at index `engine`.
@@ -685,7 +657,13 @@ impl Results {
 
     /// The Markdown table of medians and ratios.
     fn medians(&self) -> String {
-        let mut out = String::from("| workload | unit |");
+        self.median_table("unit", &self.rows)
+    }
+
+    /// A Markdown table of `rows` (workload, second column, each engine's values):
+    /// each engine's median, then kv's median over each peer's.
+    fn median_table(&self, second: &str, rows: &[(String, String, Vec<Vec<f64>>)]) -> String {
+        let mut out = format!("| workload | {second} |");
         let mut rule = String::from("|---|---|");
         for e in &self.engines {
             let _ = write!(out, " {e} |");
@@ -697,8 +675,8 @@ impl Results {
             rule.push_str("---:|");
         }
         let _ = write!(out, "\n{rule}\n");
-        for (w, unit, cells) in &self.rows {
-            let _ = write!(out, "| {w} | {unit} |");
+        for (w, label, cells) in rows {
+            let _ = write!(out, "| {w} | {label} |");
             for e in 0..self.engines.len() {
                 let m = Self::median(cells, e);
                 let _ = write!(out, " {} |", m.map_or("-".into(), human));
