@@ -22,6 +22,10 @@ use crate::{Db, Error, Result};
 /// that their own later compaction stays bounded.
 const MAX_GRANDPARENT_OVERLAP_FACTOR: u64 = 10;
 
+/// How long without a new write before the database counts as idle for
+/// [`Strategy::pick_idle`](super::Strategy::pick_idle).
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
 impl Inner {
     pub(crate) fn pick_context(&self) -> PickContext {
         PickContext {
@@ -33,6 +37,9 @@ impl Inner {
     /// (but keeps the database readable) after a background error.
     pub(crate) fn compaction_loop(self: Arc<Self>) {
         crate::priority::lower_current_thread(self.opts.compaction_nice);
+        // The last sequence number seen, and since when: no new one for `IDLE_AFTER`
+        // (and nothing else to do) makes the database idle.
+        let mut seen = (self.visible_seq(), Instant::now());
         loop {
             let task = {
                 let mut st = lock(&self.state);
@@ -41,7 +48,18 @@ impl Inner {
                         return;
                     }
                     if st.bg_error.is_none() && st.manual_compactions == 0 {
-                        let task = self.strategy.pick(&st.version, &self.pick_context());
+                        let mut task = self.strategy.pick(&st.version, &self.pick_context());
+                        let seq = self.visible_seq();
+                        if seq != seen.0 {
+                            seen = (seq, Instant::now());
+                        }
+                        if task.is_none()
+                            && st.running_compactions == 0
+                            && self.mems.view().immutable().is_empty()
+                            && seen.1.elapsed() >= IDLE_AFTER
+                        {
+                            task = self.strategy.pick_idle(&st.version, &self.pick_context());
+                        }
                         if let Some(task) = task {
                             for t in task.input_tables() {
                                 t.set_busy(true);

@@ -308,6 +308,28 @@ impl Strategy for Leveled {
         None
     }
 
+    /// While the database is idle, level 0's tables (two or more, none being
+    /// compacted) are merged into one level-0 table: a read then meets one level-0
+    /// table instead of up to `level0_trigger - 1`, for the price of rewriting level 0
+    /// alone (not the base level, which a compaction into it would rewrite). The
+    /// merged table keeps its place in age (all of level 0 is taken), and the next
+    /// compaction into the base level takes it with the tables flushed after it.
+    fn pick_idle(&self, version: &Version, _ctx: &PickContext) -> Option<Task> {
+        let l0 = version.levels.first()?;
+        if l0.len() < 2 || any_busy(l0) {
+            return None;
+        }
+        Some(Task {
+            inputs: vec![(0, l0.clone())],
+            output_level: 0,
+            older: deeper(version, 0),
+            grandparents: Vec::new(),
+            trivial_move: false,
+            target_table_size: u64::MAX,
+            reason: "idle level 0",
+        })
+    }
+
     fn pending_bytes(&self, version: &Version) -> u64 {
         let (base, targets) = self.targets(version);
         let bytes = version.level_bytes();
@@ -504,6 +526,31 @@ mod tests {
         assert_eq!(picked(&task).0.len(), 1);
         assert_ne!(picked(&task).0, vec![b.file.number]);
         assert_ne!(picked(&task).0, vec![d.file.number]);
+    }
+
+    #[test]
+    fn idle_merges_all_of_level0_into_level0_when_two_or_more_are_free() {
+        let mut t = Tables::new();
+        let leveled = Leveled::new(LeveledOptions::default());
+        let mut v = version(vec![t.table("a", "m", 100)], Vec::new());
+        v.levels[0] = vec![t.table("c", "k", 10)];
+        assert!(leveled.pick_idle(&v, &CTX).is_none(), "one level-0 table");
+        v.levels[0].push(t.table("b", "z", 10));
+        v.levels[0].push(t.table("a", "d", 10));
+        let task = leveled.pick_idle(&v, &CTX).unwrap();
+        assert_eq!(task.output_level, 0);
+        assert!(!task.trivial_move);
+        assert_eq!(task.target_table_size, u64::MAX);
+        let inputs: Vec<u64> = task.input_tables().map(|t| t.file.number).collect();
+        assert_eq!(inputs, vec![2, 3, 4]);
+        // Older data: the deeper level's table (a tombstone must survive over it).
+        let older: Vec<u64> = task.older.iter().map(|t| t.file.number).collect();
+        assert_eq!(older, vec![1]);
+        v.levels[0][1].set_busy(true);
+        assert!(
+            leveled.pick_idle(&v, &CTX).is_none(),
+            "a busy level-0 table"
+        );
     }
 
     #[test]

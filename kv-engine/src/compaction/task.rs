@@ -58,6 +58,12 @@ pub(crate) trait Strategy: Send + Sync + std::fmt::Debug {
         hi: Option<&[u8]>,
         from_level: usize,
     ) -> Option<Task>;
+    /// A compaction worth running only while the database is idle (no write for a
+    /// while and nothing else due): cheap work that leaves a better shape for reads.
+    /// None by default.
+    fn pick_idle(&self, _version: &Version, _ctx: &PickContext) -> Option<Task> {
+        None
+    }
     /// Estimated bytes compaction must rewrite to reach its targets (back-pressure).
     fn pending_bytes(&self, version: &Version) -> u64;
     /// Records that `task` completed (for round-robin state).

@@ -1,0 +1,130 @@
+//! Once the database is idle, leveled compaction merges level 0's tables into one
+//! level-0 table (rewriting level 0 only, not the base level), so reads at rest meet
+//! one level-0 table. Every key keeps its newest value, a snapshot taken between the
+//! flushes keeps its view, a deleted key stays deleted, and the database verifies.
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+use std::time::{Duration, Instant};
+
+use kv_engine::{CompactionStyle, Compression, Db, LeveledOptions, Options, inspect};
+
+fn opts() -> Options {
+    Options::default()
+        .compression_all(Compression::None)
+        .memtable_size(64 << 10)
+        .compaction_style(CompactionStyle::Leveled(LeveledOptions {
+            // High enough that the flushes below never reach it.
+            level0_trigger: 8,
+            size_ratio: 4,
+            base_level_bytes: 64 << 10,
+            dynamic_level_bytes: true,
+        }))
+}
+
+fn key(i: u64) -> String {
+    format!("key{i:06}")
+}
+
+fn value(i: u64, round: u64) -> String {
+    format!("{round}-{i}-{}", "v".repeat(40))
+}
+
+/// Level-0 table count, polled until `done` holds or `limit` passes.
+fn wait_for_level0(db: &Db, limit: Duration, done: impl Fn(usize) -> bool) -> usize {
+    let start = Instant::now();
+    loop {
+        let files = db.stats().levels[0].files;
+        if done(files) || start.elapsed() > limit {
+            return files;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn level0_is_merged_into_one_table_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let n = 500;
+    // Round 0 everywhere, then rounds 1 and 2 over overlapping halves: three level-0
+    // tables whose ranges overlap (nothing moves down: the base level is empty, but
+    // the newest table overlaps the oldest).
+    for i in 0..n {
+        db.put(key(i), value(i, 0)).unwrap();
+    }
+    db.flush().unwrap();
+    let snap = db.snapshot();
+    for i in (0..n).step_by(2) {
+        db.put(key(i), value(i, 1)).unwrap();
+    }
+    db.delete(key(7)).unwrap();
+    db.flush().unwrap();
+    for i in (0..n).step_by(3) {
+        db.put(key(i), value(i, 2)).unwrap();
+    }
+    db.flush().unwrap();
+    let before = db.stats();
+    assert!(before.levels[0].files >= 2, "{before}");
+
+    let files = wait_for_level0(&db, Duration::from_secs(20), |f| f <= 1);
+    let after = db.stats();
+    assert_eq!(files, 1, "level 0 was not merged while idle: {after}");
+    assert!(after.compactions > before.compactions, "{after}");
+    // Only level 0 was rewritten: nothing deeper holds data.
+    assert!(after.levels.iter().skip(1).all(|l| l.files == 0), "{after}");
+
+    let newest = |i: u64| {
+        if i.is_multiple_of(3) {
+            Some(value(i, 2))
+        } else if i == 7 {
+            None
+        } else if i.is_multiple_of(2) {
+            Some(value(i, 1))
+        } else {
+            Some(value(i, 0))
+        }
+    };
+    for i in 0..n {
+        assert_eq!(
+            db.get(key(i)).unwrap().map(|v| v.to_vec()),
+            newest(i).map(String::into_bytes),
+            "{}",
+            key(i)
+        );
+        // The snapshot taken after the first flush still reads round 0.
+        assert_eq!(
+            snap.get(key(i)).unwrap().as_deref(),
+            Some(value(i, 0).as_bytes()),
+            "snapshot {}",
+            key(i)
+        );
+    }
+    drop(snap);
+    db.close().unwrap();
+    assert!(inspect::verify(dir.path()).unwrap().is_ok());
+    let db = Db::open(dir.path(), opts()).unwrap();
+    assert!(db.get(key(7)).unwrap().is_none());
+    assert_eq!(
+        db.get(key(9)).unwrap().as_deref(),
+        Some(value(9, 2).as_bytes())
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn a_single_level0_table_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for i in 0..300 {
+        db.put(key(i), value(i, 0)).unwrap();
+    }
+    db.flush().unwrap();
+    let before = db.stats();
+    assert_eq!(before.levels[0].files, 1, "{before}");
+    // Past the idle delay (one second) with room to spare.
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = db.stats();
+    assert_eq!(after.levels[0].files, 1, "{after}");
+    assert_eq!(after.compactions, before.compactions, "{after}");
+    db.close().unwrap();
+}
