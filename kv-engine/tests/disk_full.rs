@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kv_engine::{BackgroundState, Db, Error, FaultFs, Options, WriteBatch, WriteOptions};
+use kv_engine::{
+    BackgroundState, CompactionStyle, Db, Error, FaultFs, LeveledOptions, Options, WriteBatch,
+    WriteOptions,
+};
 use kv_wal::{CrashMode, FileLock, FileSyncer, Fs, ReadableFile, WritableFile};
 
 /// Which writes [`DiskFullFs`] refuses.
@@ -521,6 +524,10 @@ fn compaction_out_of_space_resumes_by_itself() {
             .memtable_size(1 << 20)
             .compaction_threads(1)
             .level0_backpressure(20, 30)
+            .compaction_style(CompactionStyle::Leveled(LeveledOptions {
+                level0_trigger: 4,
+                ..LeveledOptions::default()
+            }))
     };
     let db = Db::open(DIR, opts()).unwrap();
     let mut acked = BTreeMap::new();

@@ -506,7 +506,8 @@ impl Db {
     ///     db.put(format!("{i:05}"), [0u8; 100])?;
     /// }
     /// db.wait_idle()?;
-    /// assert!(db.stats().levels[0].files < 4, "level 0 was compacted");
+    /// // Level 0 holds fewer tables than the trigger (8 by default).
+    /// assert!(db.stats().levels[0].files < 8, "level 0 was compacted");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_idle(&self) -> Result<()> {
