@@ -95,6 +95,8 @@ impl DbBuilder {
         wal_preallocate(on: bool);
         /// See [`Options::wal_writeback_bytes`].
         wal_writeback_bytes(bytes: u64);
+        /// See [`Options::table_writeback_bytes`].
+        table_writeback_bytes(bytes: u64);
         /// See [`Options::manifest_max_size`].
         manifest_max_size(bytes: u64);
         /// See [`Options::fs`].

@@ -91,6 +91,7 @@ impl Inner {
                 .copied()
                 .unwrap_or_default(),
             bloom_bits_per_key: self.opts.bloom_bits_per_key,
+            writeback_bytes: self.opts.table_writeback_bytes,
         }
     }
 

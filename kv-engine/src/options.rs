@@ -39,6 +39,7 @@ pub struct Options {
     pub(crate) max_open_files: usize,
     pub(crate) wal_preallocate: bool,
     pub(crate) wal_writeback_bytes: u64,
+    pub(crate) table_writeback_bytes: u64,
     pub(crate) manifest_max_size: u64,
     pub(crate) fs: Option<Arc<dyn Fs>>,
     pub(crate) compaction_style: CompactionStyle,
@@ -82,6 +83,7 @@ impl Default for Options {
             max_open_files: 1000,
             wal_preallocate: true,
             wal_writeback_bytes: 1 << 20,
+            table_writeback_bytes: 1 << 20,
             manifest_max_size: 4 << 20,
             fs: None,
             compaction_style: CompactionStyle::default(),
@@ -284,6 +286,24 @@ impl Options {
     /// ```
     pub fn wal_writeback_bytes(mut self, bytes: u64) -> Self {
         self.wal_writeback_bytes = bytes;
+        self
+    }
+
+    /// Start writing a table being built (by a flush or a compaction) to the device
+    /// each time this many bytes were added to it (default 1 MiB; 0 turns it off;
+    /// RocksDB's `bytes_per_sync`). Without it a compaction leaves its whole output
+    /// dirty in the page cache until the fsync that completes each table: that fsync
+    /// then writes tens of megabytes at once, holding up the log's own fsyncs behind
+    /// it, and the kernel throttles every writer of the process once too much is
+    /// dirty. It makes nothing durable sooner: the table is still fsynced before it is
+    /// renamed into place.
+    ///
+    /// ```
+    /// let opts = kv_engine::Options::default().table_writeback_bytes(0);
+    /// assert!(opts.validate().is_ok());
+    /// ```
+    pub fn table_writeback_bytes(mut self, bytes: u64) -> Self {
+        self.table_writeback_bytes = bytes;
         self
     }
 

@@ -25,14 +25,37 @@ use crate::{Error, Result};
 /// Bytes a table writer buffers before handing them to the file system.
 pub(crate) const WRITE_BUFFER: usize = 256 << 10;
 
-/// `std::io::Write` over an [`Fs`] file.
+/// `std::io::Write` over an [`Fs`] file, asking the file system to start writing
+/// the file back every `writeback_bytes` appended (see
+/// [`Options::table_writeback_bytes`](crate::Options::table_writeback_bytes)).
 struct FsWriter {
     file: Box<dyn WritableFile>,
+    /// Bytes appended so far.
+    written: u64,
+    /// Where the next writeback starts (everything before it was asked for).
+    writeback_from: u64,
+    /// 0: never.
+    writeback_bytes: u64,
 }
+
+/// Writeback covers whole pages only: the page the file ends in is written again by
+/// the next append.
+const PAGE: u64 = 4096;
 
 impl Write for FsWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.file.append(buf)?;
+        self.written += buf.len() as u64;
+        if self.writeback_bytes > 0 {
+            let end = self.written & !(PAGE - 1);
+            if end >= self.writeback_from + self.writeback_bytes {
+                // A hint: the OS file system ignores what it cannot do; an error it
+                // returns is one the table's write must fail with.
+                self.file
+                    .start_writeback(self.writeback_from, end - self.writeback_from)?;
+                self.writeback_from = end;
+            }
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -61,6 +84,8 @@ pub(crate) struct BuildOptions {
     pub block_size: usize,
     pub compression: Compression,
     pub bloom_bits_per_key: u32,
+    /// See [`Options::table_writeback_bytes`](crate::Options::table_writeback_bytes).
+    pub writeback_bytes: u64,
 }
 
 /// A table being written: `NNNNNN.sst.tmp` until [`finish`](Self::finish) fsyncs it,
@@ -83,7 +108,15 @@ impl<'a> TableWriter<'a> {
     ) -> Result<Self> {
         let tmp = table_tmp_path(dir, number);
         let file = fs.create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let writer = io::BufWriter::with_capacity(WRITE_BUFFER, FsWriter { file });
+        let writer = io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            FsWriter {
+                file,
+                written: 0,
+                writeback_from: 0,
+                writeback_bytes: opts.writeback_bytes,
+            },
+        );
         let topts = TableOptions::new()
             .block_size(opts.block_size)
             .compression(opts.compression)

@@ -72,6 +72,7 @@ struct Config {
     paranoid_checks: bool,
     manifest_max_size: u64,
     max_open_files: usize,
+    table_writeback_bytes: u64,
 }
 
 impl Config {
@@ -92,7 +93,8 @@ impl Config {
             .use_mmap(self.use_mmap)
             .paranoid_checks(self.paranoid_checks)
             .manifest_max_size(self.manifest_max_size)
-            .max_open_files(self.max_open_files);
+            .max_open_files(self.max_open_files)
+            .table_writeback_bytes(self.table_writeback_bytes);
         for (level, codec) in self.compression.iter().enumerate() {
             o = o.compression(level, *codec);
         }
@@ -205,7 +207,9 @@ fn config() -> impl Strategy<Value = Config> {
     // Table cache limits: most draws evict constantly (tables open and close under
     // every read path), some keep everything open.
     let files = prop_oneof![Just(1usize), Just(2), Just(3), Just(8), Just(1000)];
-    (style, sizes, knobs, files).prop_map(
+    // Table writeback: off, every page, now and then.
+    let writeback = prop_oneof![Just(0u64), Just(4096), Just(64 << 10)];
+    (style, sizes, knobs, (files, writeback)).prop_map(
         |(
             style,
             (memtable_size, max_imm, block_size, target_table_size, wal_segment_size, manifest),
@@ -221,7 +225,7 @@ fn config() -> impl Strategy<Value = Config> {
                 use_mmap,
                 paranoid_checks,
             ),
-            max_open_files,
+            (max_open_files, table_writeback_bytes),
         )| {
             // Level-0 stop strictly above the leveled trigger and the tiered run limit
             // (what validation requires); slowdown at or below stop.
@@ -250,6 +254,7 @@ fn config() -> impl Strategy<Value = Config> {
                 paranoid_checks,
                 manifest_max_size: manifest,
                 max_open_files,
+                table_writeback_bytes,
             }
         },
     )

@@ -242,6 +242,10 @@ pub(crate) struct BenchArgs {
     /// wal_writeback_bytes; 0 turns it off; K, M, G suffixes).
     #[arg(long, default_value = "1M", value_parser = parse_size)]
     pub wal_writeback: u64,
+    /// Start writing tables being built to the device every this many bytes (the
+    /// engine's table_writeback_bytes; 0 turns it off; K, M, G suffixes).
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    pub table_writeback: u64,
     /// Nice value of the compaction threads (the engine's compaction_nice; 0 leaves
     /// them at the process's priority).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]

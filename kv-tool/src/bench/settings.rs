@@ -23,6 +23,7 @@ pub(crate) struct Settings {
     pub max_open_files: usize,
     pub mmap: bool,
     pub wal_writeback: u64,
+    pub table_writeback: u64,
     pub compaction_nice: i32,
     pub style: Option<kv_engine::CompactionStyle>,
     pub seed: u64,
@@ -46,6 +47,7 @@ impl Settings {
             max_open_files: usize::try_from(a.max_open_files).unwrap_or(usize::MAX),
             mmap: !a.no_mmap,
             wal_writeback: a.wal_writeback,
+            table_writeback: a.table_writeback,
             compaction_nice: a.compaction_nice,
             style: a.style,
             seed: a.seed,
@@ -73,6 +75,7 @@ impl Settings {
             .max_open_files(self.max_open_files)
             .use_mmap(self.mmap)
             .wal_writeback_bytes(self.wal_writeback)
+            .table_writeback_bytes(self.table_writeback)
             .compaction_nice(self.compaction_nice)
     }
 }

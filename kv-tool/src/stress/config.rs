@@ -24,6 +24,7 @@
 //! files=N                     most tables open at once (max_open_files)
 //! writeback=N                 WAL writeback every N bytes (wal_writeback_bytes; 0: off)
 //! nice=N                      nice value of the compaction threads (compaction_nice)
+//! twriteback=N                table writeback every N bytes (table_writeback_bytes; 0: off)
 //! ```
 
 use std::fmt;
@@ -69,6 +70,7 @@ pub(crate) struct StressConfig {
     mmap: bool,
     prealloc: bool,
     writeback: u64,
+    table_writeback: u64,
     nice: i32,
     max_open_files: usize,
 }
@@ -103,6 +105,7 @@ impl StressConfig {
             mmap: true,
             prealloc: true,
             writeback: 1 << 20,
+            table_writeback: 1 << 20,
             nice: 0,
             max_open_files: 1000,
         }
@@ -198,6 +201,10 @@ impl StressConfig {
                 .copied()
                 .unwrap_or(1 << 20),
             nice: [0, 10, 19].get(r.below(3) as usize).copied().unwrap_or(0),
+            table_writeback: [0, 4096, 64 << 10, 1 << 20]
+                .get(r.below(4) as usize)
+                .copied()
+                .unwrap_or(1 << 20),
         }
     }
 
@@ -224,6 +231,7 @@ impl StressConfig {
             .use_mmap(self.mmap)
             .wal_preallocate(self.prealloc)
             .wal_writeback_bytes(self.writeback)
+            .table_writeback_bytes(self.table_writeback)
             .compaction_nice(self.nice)
             .max_open_files(self.max_open_files);
         for (level, c) in self.compression.iter().enumerate() {
@@ -304,12 +312,13 @@ impl fmt::Display for StressConfig {
         }
         write!(
             f,
-            ",mmap={},prealloc={},files={},writeback={},nice={}",
+            ",mmap={},prealloc={},files={},writeback={},nice={},twriteback={}",
             u8::from(self.mmap),
             u8::from(self.prealloc),
             self.max_open_files,
             self.writeback,
-            self.nice
+            self.nice,
+            self.table_writeback
         )
     }
 }
@@ -413,6 +422,7 @@ impl FromStr for StressConfig {
                 "prealloc" => c.prealloc = flag(value)?,
                 "files" => c.max_open_files = size(value)?,
                 "writeback" => c.writeback = num(value)?,
+                "twriteback" => c.table_writeback = num(value)?,
                 "nice" => {
                     c.nice = value
                         .parse::<i32>()
@@ -500,7 +510,7 @@ mod tests {
         let c = StressConfig::tiny();
         assert_eq!(
             c.to_string(),
-            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1,files=1000,writeback=1048576,nice=0"
+            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1,files=1000,writeback=1048576,nice=0,twriteback=1048576"
         );
     }
 }
