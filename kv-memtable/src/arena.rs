@@ -121,12 +121,11 @@ fn capacity_overflow() -> ! {
     panic!("memtable arena: allocation size overflows")
 }
 
-// SAFETY: `RawBlock` owns its allocation exclusively (like a `Box<[u8]>`); the pointer
-// is only dereferenced through `Arena`, whose shared access goes through atomics and
-// through disjoint byte ranges handed out once each.
+// SAFETY: `RawBlock` owns its allocation exclusively (like a `Box<[u8]>`), so moving
+// it to another thread (which may then drop it) is sound. (The `Arena` that holds the
+// blocks is `Sync` through its `Mutex`; shared access to the bytes goes through atomics
+// and through disjoint ranges handed out once each.)
 unsafe impl Send for RawBlock {}
-// SAFETY: as above: `&RawBlock` only exposes the pointer value.
-unsafe impl Sync for RawBlock {}
 
 /// A bump allocator of 8-aligned byte ranges in large blocks, shared by threads.
 pub(crate) struct Arena {
@@ -290,25 +289,36 @@ mod tests {
         assert!(bytes.iter().all(|&b| b == fill));
     }
 
+    /// Checks that sorted `(address, len)` ranges do not overlap.
+    fn assert_disjoint(mut ranges: Vec<(usize, usize)>) {
+        ranges.sort();
+        for w in ranges.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "ranges overlap: {w:?}");
+        }
+    }
+
+    /// Checks that `len` bytes at `ptr` all hold `fill`.
+    fn still_holds(ptr: NonNull<u8>, len: usize, fill: u8) {
+        // SAFETY: (test) the range was handed out by an arena that is still alive.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) };
+        assert!(bytes.iter().all(|&b| b == fill), "a range was overwritten");
+    }
+
     #[test]
     fn allocations_are_aligned_and_disjoint_across_block_boundaries() {
         let arena = Arena::with_block_sizes(64, 256);
         let mut ranges = vec![];
-        for (i, len) in (1..200usize).map(|i| (i, i % 37 + 1)).collect::<Vec<_>>() {
+        for i in 1..200usize {
+            let len = i % 37 + 1;
             let p = arena.allocate(len);
-            assert_eq!(p.as_ptr() as usize % ALIGN, 0, "allocation {i} misaligned");
+            assert_eq!(p.as_ptr().addr() % ALIGN, 0, "allocation {i} misaligned");
             fill_and_check(p, len, i as u8);
-            ranges.push((p.as_ptr() as usize, len, i as u8));
+            ranges.push((p, len, i as u8));
         }
         // Every earlier range still holds its bytes: no overlap, nothing reused.
-        ranges.sort();
-        for w in ranges.windows(2) {
-            assert!(w[0].0 + w[0].1 <= w[1].0, "ranges overlap");
-        }
-        for &(addr, len, fill) in &ranges {
-            // SAFETY: (test) the range was handed out above and the arena is alive.
-            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
-            assert!(bytes.iter().all(|&b| b == fill));
+        assert_disjoint(ranges.iter().map(|r| (r.0.as_ptr().addr(), r.1)).collect());
+        for &(p, len, fill) in &ranges {
+            still_holds(p, len, fill);
         }
         assert!(
             arena.block_count() > 5,
@@ -349,7 +359,7 @@ mod tests {
         assert_eq!(arena.allocated(), before + HEADER + 1000);
         // The current block is unchanged: the next small allocation follows `small`.
         let next = arena.allocate(16);
-        assert_eq!(next.as_ptr() as usize, small.as_ptr() as usize + 16);
+        assert_eq!(next.as_ptr().addr(), small.as_ptr().addr() + 16);
         // A dedicated block is fully reserved.
         assert_eq!(arena.allocated() - arena.reserved(), 64 - 32);
         // A quarter of the largest block is the limit: 64 = 256 / 4 goes to a shared
@@ -360,7 +370,7 @@ mod tests {
         arena.allocate(65);
         assert_eq!(arena.block_count(), b + 2);
         let after = arena.allocate(8);
-        assert_eq!(after.as_ptr() as usize, quarter.as_ptr() as usize + 64);
+        assert_eq!(after.as_ptr().addr(), quarter.as_ptr().addr() + 64);
     }
 
     #[test]
@@ -369,8 +379,8 @@ mod tests {
         let a = arena.allocate(0);
         let b = arena.allocate(3);
         let c = arena.allocate(9);
-        assert_eq!(b.as_ptr() as usize - a.as_ptr() as usize, 8);
-        assert_eq!(c.as_ptr() as usize - b.as_ptr() as usize, 8);
+        assert_eq!(b.as_ptr().addr() - a.as_ptr().addr(), 8);
+        assert_eq!(c.as_ptr().addr() - b.as_ptr().addr(), 8);
         assert_eq!(arena.reserved(), HEADER + 8 + 8 + 16);
     }
 
@@ -379,42 +389,39 @@ mod tests {
         let threads = 4;
         let per_thread = if cfg!(miri) { 50 } else { 5_000 };
         let arena = Arena::with_block_sizes(64, 512);
+        let all_allocated = std::sync::Barrier::new(threads);
         let all: Vec<Vec<(usize, usize)>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
-                    let arena = &arena;
+                    let (arena, all_allocated) = (&arena, &all_allocated);
                     s.spawn(move || {
-                        (0..per_thread)
+                        let mine: Vec<(NonNull<u8>, usize)> = (0..per_thread)
                             .map(|i| {
                                 let len = (i * 7 + t) % 48 + 1;
                                 let p = arena.allocate(len);
                                 fill_and_check(p, len, t as u8);
-                                (p.as_ptr() as usize, len)
+                                (p, len)
                             })
+                            .collect();
+                        // Once every thread is done, this thread's bytes are intact.
+                        all_allocated.wait();
+                        for &(p, len) in &mine {
+                            still_holds(p, len, t as u8);
+                        }
+                        mine.iter()
+                            .map(|&(p, len)| (p.as_ptr().addr(), len))
                             .collect::<Vec<_>>()
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let mut ranges: Vec<(usize, usize, u8)> = all
-            .iter()
-            .enumerate()
-            .flat_map(|(t, v)| v.iter().map(move |&(a, l)| (a, l, t as u8)))
-            .collect();
+        let ranges: Vec<(usize, usize)> = all.into_iter().flatten().collect();
         assert_eq!(
             ranges.iter().map(|r| r.0).collect::<HashSet<_>>().len(),
             threads * per_thread
         );
-        ranges.sort();
-        for w in ranges.windows(2) {
-            assert!(w[0].0 + w[0].1 <= w[1].0, "ranges overlap");
-        }
-        for &(addr, len, t) in &ranges {
-            // SAFETY: (test) handed out above; the arena is alive.
-            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
-            assert!(bytes.iter().all(|&b| b == t), "a range was overwritten");
-        }
+        assert_disjoint(ranges);
         assert!(arena.reserved() <= arena.allocated());
     }
 }

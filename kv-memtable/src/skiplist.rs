@@ -122,17 +122,20 @@ impl SkipList {
     }
 
     /// Walks `level` from `before` (the head or a node before `target`) to the splice:
-    /// the last node before `target` and the first at or after it.
+    /// the last node before `target` and the first at or after it. `known_after` is a
+    /// node already known to be at or after `target` (the splice's `next` one level
+    /// up): reaching it ends the walk without comparing again.
     #[inline]
     fn splice_at<'a>(
         &'a self,
         target: &Target<'_>,
         mut before: NodeRef<'a>,
         level: usize,
+        known_after: Option<NodeRef<'a>>,
     ) -> (NodeRef<'a>, Option<NodeRef<'a>>) {
         loop {
             match self.next(before, level) {
-                Some(n) if target.cmp_node(n).is_gt() => before = n,
+                Some(n) if Some(n) != known_after && target.cmp_node(n).is_gt() => before = n,
                 next => return (before, next),
             }
         }
@@ -190,12 +193,13 @@ impl SkipList {
         let mut next: [Option<NodeRef<'_>>; MAX_HEIGHT] = [None; MAX_HEIGHT];
         let top = self.height.load(Ordering::Relaxed).clamp(1, MAX_HEIGHT);
         let mut at = head;
+        let mut after = None;
         for level in (0..top).rev() {
-            let (p, n) = self.splice_at(&target, at, level);
+            let (p, n) = self.splice_at(&target, at, level, after);
             if let (Some(ps), Some(ns)) = (prev.get_mut(level), next.get_mut(level)) {
                 (*ps, *ns) = (p, n);
             }
-            at = p;
+            (at, after) = (p, n);
         }
         if next[0].is_some_and(|n| target.cmp_node(n).is_eq()) {
             return false;
@@ -232,7 +236,7 @@ impl SkipList {
                     Err(_) => {
                         // Another insert linked a node after `p` first: search this
                         // level again from `p`, which is still before our key.
-                        let (np, nn) = self.splice_at(&target, *p, level);
+                        let (np, nn) = self.splice_at(&target, *p, level, None);
                         if level == 0 && nn.is_some_and(|x| target.cmp_node(x).is_eq()) {
                             // A racing insert of the same internal key won; this node
                             // was never reachable, its bytes are simply lost.
