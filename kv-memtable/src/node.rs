@@ -59,6 +59,31 @@ pub(crate) fn prefix_of(user_key: &[u8]) -> u64 {
     u64::from_be_bytes(p)
 }
 
+/// Compares byte strings like `<[u8]>::cmp`, 8 bytes at a time as big-endian numbers.
+///
+/// Keys are short and often share long prefixes (zero-padded decimal keys share their
+/// first 8 bytes, so the node prefix cannot decide): one or two word compares beat a
+/// call to `memcmp` there, which profiles showed as the largest cost of inserts.
+#[inline]
+pub(crate) fn compare_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, rest_a)), Some((y, rest_b))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+        (a, b) = (rest_a, rest_b);
+    }
+    // At least one side has fewer than 8 bytes left. Zero-padded words order like the
+    // bytes (see `prefix_of`); equal words mean the shorter side is a prefix of the
+    // longer one (the bytes past it are zeros up to the eighth), so length decides.
+    prefix_of(a)
+        .cmp(&prefix_of(b))
+        .then_with(|| a.len().cmp(&b.len()))
+}
+
 /// What a node is compared with: a user key and trailer, ordered like
 /// [`kv_iter::compare_internal_keys`] (user key ascending, trailer descending).
 #[derive(Clone, Copy)]
@@ -114,8 +139,8 @@ impl<'k> Target<'k> {
             // Equal prefixes and both keys at least 8 bytes long: the first 8 bytes are
             // equal, compare the rest.
             let user = match (self.user_key.get(8..), theirs.get(8..)) {
-                (Some(a), Some(b)) => a.cmp(b),
-                _ => self.user_key.cmp(theirs),
+                (Some(a), Some(b)) => compare_bytes(a, b),
+                _ => compare_bytes(self.user_key, theirs),
             };
             user.then_with(|| node.trailer().cmp(&self.trailer))
         })
@@ -411,6 +436,55 @@ mod tests {
                 Target::from_internal(damaged).cmp_node(n),
                 compare_internal_keys(damaged, n.key())
             );
+        }
+    }
+
+    #[test]
+    fn compare_bytes_matches_slice_order() {
+        let samples: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            vec![0xFF],
+            b"abcdefgh".to_vec(),
+            b"abcdefgh\0".to_vec(),
+            b"abcdefgh\0\0\0\0\0\0\0\0".to_vec(),
+            b"abcdefgh\0\0\0\0\0\0\0\0\0".to_vec(),
+            b"abcdefghi".to_vec(),
+            b"abcdefgg\xff".to_vec(),
+            b"0000000000123456".to_vec(),
+            b"0000000000123457".to_vec(),
+            b"00000000001234567".to_vec(),
+            b"000000000012345".to_vec(),
+            vec![0xFF; 24],
+            vec![0xFF; 23],
+        ];
+        for a in &samples {
+            for b in &samples {
+                assert_eq!(compare_bytes(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+        // And exhaustively over short strings of a small alphabet.
+        let alphabet = [0u8, 1, 0x80, 0xFF];
+        let mut all: Vec<Vec<u8>> = vec![vec![]];
+        let max_len = if cfg!(miri) { 2 } else { 4 };
+        for _ in 0..max_len {
+            let longer: Vec<Vec<u8>> = all
+                .iter()
+                .filter(|s| s.len() == all.last().unwrap().len())
+                .flat_map(|s| alphabet.iter().map(move |&c| [s.as_slice(), &[c]].concat()))
+                .collect();
+            all.extend(longer);
+        }
+        // Shift into the word-compare range too: the same strings after 8 equal bytes.
+        let shifted: Vec<Vec<u8>> = all.iter().map(|s| [&b"12345678"[..], s].concat()).collect();
+        for set in [&all, &shifted] {
+            for a in set.iter() {
+                for b in set.iter() {
+                    assert_eq!(compare_bytes(a, b), a.cmp(b), "{a:?} vs {b:?}");
+                }
+            }
         }
     }
 
