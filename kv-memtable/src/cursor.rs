@@ -97,9 +97,11 @@ impl MemtableCursor {
     /// The current node, borrowed for as long as `self` (and so the memtable) is.
     #[inline]
     fn node(&self) -> Option<NodeRef<'_>> {
-        // SAFETY: `current` only ever holds nodes of `self.table`'s skiplist (set by
-        // `land` and `next` below), and `self.table` keeps that skiplist and its arena
-        // alive for at least as long as `&self`; nodes are never freed before the arena.
+        // SAFETY: `current` only ever holds nodes of `self.table`'s skiplist (`land`,
+        // `next` and `prev` take them from `self.table.list()`, `clone` copies them
+        // along with the same `Arc`), `table` is never replaced, and it keeps that
+        // skiplist and its arena alive for at least as long as `&self`; nodes are
+        // never freed before the arena.
         self.current.map(|p| unsafe { p.attach() })
     }
 

@@ -1,4 +1,5 @@
-//! The memtable: a lock-free skiplist of every version written since the last flush.
+//! The memtable: a concurrent skiplist, in an arena, of every version written since the
+//! last flush.
 
 use std::fmt;
 use std::ops::RangeInclusive;
