@@ -1,6 +1,9 @@
 //! Memtable benchmarks, each against a `BTreeMap` behind a `RwLock` measured in the
 //! same run: inserts per second with 1 and 2 threads (16-byte keys, 100-byte values),
-//! point-get latency for hits and misses, and full-iteration cost per entry.
+//! point-get latency for hits and misses, and full-iteration cost per entry. Then the
+//! measurement behind `Value` being a copy: copying a 100-byte value out versus
+//! cloning and dropping an `Arc` handle (what values cost when they shared the entry),
+//! from one thread and from two threads reading the same entry.
 //!
 //! Run with `cargo bench -p kv-memtable`; each benchmark is kept short.
 #![allow(
@@ -165,6 +168,43 @@ fn iteration(c: &mut Criterion) {
     g.finish();
 }
 
+/// Per value handed out: an owned copy (today's `Value`) versus an `Arc` clone + drop
+/// (the shared handle values were before the arena), alone and with two threads
+/// handing out the same entry (a hot key), where the reference count's cache line
+/// bounces between cores.
+fn values(c: &mut Criterion) {
+    const PER_THREAD: usize = 100_000;
+    let bytes: Arc<[u8]> = Arc::from(&VALUE[..]);
+    let mut g = c.benchmark_group("value");
+    for threads in [1, 2] {
+        g.throughput(Throughput::Elements((threads * PER_THREAD) as u64));
+        g.bench_function(format!("copy_100B/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += timed_parallel(threads, threads * PER_THREAD, |_| {
+                        let v: Box<[u8]> = Box::from(black_box(&bytes[..]));
+                        black_box(v);
+                    });
+                }
+                total
+            });
+        });
+        g.bench_function(format!("arc_clone/{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += timed_parallel(threads, threads * PER_THREAD, |_| {
+                        black_box(Arc::clone(black_box(&bytes)));
+                    });
+                }
+                total
+            });
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -175,6 +215,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = inserts, gets, iteration
+    targets = inserts, gets, iteration, values
 }
 criterion_main!(benches);

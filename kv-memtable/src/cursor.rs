@@ -1,19 +1,14 @@
 //! A [`Cursor`] over one memtable that owns its memtable.
 
 use std::fmt;
-use std::ops::Bound;
 use std::sync::Arc;
 
-use crossbeam_skiplist::map::Entry;
 use kv_iter::{Cursor, Result};
 
-use crate::entry::{EntryKey, KeySlice, Value};
 use crate::memtable::Memtable;
-
-/// A skiplist entry whose borrow of the skiplist has been detached from the borrow
-/// checker; only [`MemtableCursor`] holds one, next to the `Arc` that keeps the
-/// skiplist alive.
-type Detached = Entry<'static, EntryKey, ()>;
+use crate::node::{NodePtr, NodeRef, Target};
+use crate::skiplist::SkipList;
+use crate::value::Value;
 
 /// A bidirectional [`Cursor`] over every entry (version) of a [`Memtable`], in
 /// internal-key order.
@@ -22,8 +17,9 @@ type Detached = Entry<'static, EntryKey, ()>;
 /// iterator that outlives any borrow; the memtable lives as long as the cursor. It never
 /// fails: every method returns `Ok`. Stepping forward follows the skiplist's bottom
 /// level (O(1)); stepping backward is a search (O(log n)), as skiplists have no back
-/// links. Keys and values are borrowed from the memtable, never copied;
-/// [`shared_value`](MemtableCursor::shared_value) hands out a [`Value`] without copying.
+/// links. Keys and values are borrowed from the memtable's arena, never copied;
+/// [`shared_value`](MemtableCursor::shared_value) hands out a [`Value`], an owned copy
+/// that outlives the memtable.
 ///
 /// # Concurrent inserts
 ///
@@ -72,9 +68,9 @@ type Detached = Entry<'static, EntryKey, ()>;
 /// # Ok::<(), kv_iter::Error>(())
 /// ```
 pub struct MemtableCursor {
-    // Field order matters: fields drop in declaration order, so `current` (which points
-    // into the skiplist owned by `table`) is released while the skiplist still exists.
-    current: Option<Detached>,
+    /// A node of `table`'s skiplist; only ever set from that skiplist's searches, and
+    /// valid as long as `table` is held (nodes are freed with the whole arena).
+    current: Option<NodePtr>,
     table: Arc<Memtable>,
 }
 
@@ -91,26 +87,28 @@ impl MemtableCursor {
         &self.table
     }
 
-    /// The current value as a shared [`Value`] (no copy), or `None` if not valid.
+    /// The current value as a [`Value`] (an owned copy, which keeps nothing of the
+    /// memtable alive), or `None` if not valid. The name predates the arena, when
+    /// values were shared.
     pub fn shared_value(&self) -> Option<Value> {
-        self.current.as_ref().map(|e| e.key().shared_value())
+        self.node().map(|n| Value::copy_of(n.value()))
     }
 
-    /// Replaces the current entry with `found`, an entry of `self.table`'s skiplist.
-    fn land(&mut self, found: impl FnOnce(&Memtable) -> Option<Entry<'_, EntryKey, ()>>) {
-        let entry = found(&self.table);
-        // SAFETY: the entry borrows the skiplist inside `*self.table`, a heap allocation
-        // owned by the `Arc` that `self` keeps until after `current` is dropped (see the
-        // field order), and the `Arc`'s target never moves. So the borrow outlives every
-        // use of the entry, which is only ever reached through `&self` or `&mut self`
-        // (no `'static` reference escapes: `key`/`value` are tied to `&self`). The
-        // types differ only in that lifetime, so the layouts are identical. Entries are
-        // reference-counted nodes, and memtables never remove entries, so the node
-        // itself stays allocated as long as the skiplist does.
-        let entry: Option<Detached> = unsafe {
-            std::mem::transmute::<Option<Entry<'_, EntryKey, ()>>, Option<Detached>>(entry)
-        };
-        self.current = entry;
+    /// The current node, borrowed for as long as `self` (and so the memtable) is.
+    #[inline]
+    fn node(&self) -> Option<NodeRef<'_>> {
+        // SAFETY: `current` only ever holds nodes of `self.table`'s skiplist (`land`,
+        // `next` and `prev` take them from `self.table.list()`, `clone` copies them
+        // along with the same `Arc`), `table` is never replaced, and it keeps that
+        // skiplist and its arena alive for at least as long as `&self`; nodes are
+        // never freed before the arena.
+        self.current.map(|p| unsafe { p.attach() })
+    }
+
+    /// Replaces the current entry with what `search` finds in `self.table`'s skiplist.
+    #[inline]
+    fn land(&mut self, search: impl for<'a> FnOnce(&'a SkipList) -> Option<NodeRef<'a>>) {
+        self.current = search(self.table.list()).map(NodeRef::detach);
     }
 }
 
@@ -130,46 +128,48 @@ impl Cursor for MemtableCursor {
     }
 
     fn seek(&mut self, target: &[u8]) -> Result<()> {
-        self.land(|t| t.map().lower_bound(Bound::Included(KeySlice::new(target))));
+        self.land(|l| l.seek_ge(&Target::from_internal(target)));
         Ok(())
     }
 
     fn seek_to_first(&mut self) -> Result<()> {
-        self.land(|t| t.map().front());
+        self.land(SkipList::first);
         Ok(())
     }
 
     fn seek_to_last(&mut self) -> Result<()> {
-        self.land(|t| t.map().back());
+        self.land(SkipList::last);
         Ok(())
     }
 
     fn next(&mut self) -> Result<()> {
-        if let Some(e) = &self.current {
-            self.current = e.next();
-        }
+        let next = self
+            .node()
+            .and_then(|n| self.table.list().successor(n))
+            .map(NodeRef::detach);
+        self.current = next;
         Ok(())
     }
 
     fn prev(&mut self) -> Result<()> {
-        if let Some(e) = &self.current {
-            self.current = e.prev();
-        }
+        let prev = self
+            .node()
+            .and_then(|n| self.table.list().seek_lt(&Target::of_node(n)))
+            .map(NodeRef::detach);
+        self.current = prev;
         Ok(())
     }
 
     fn key(&self) -> &[u8] {
-        self.current
-            .as_ref()
-            .map_or(&[], |e| e.key().internal_key())
+        self.node().map_or(&[], NodeRef::key)
     }
 
     fn value(&self) -> &[u8] {
-        self.current.as_ref().map_or(&[], |e| e.key().value())
+        self.node().map_or(&[], NodeRef::value)
     }
 
     fn seek_for_prev(&mut self, target: &[u8]) -> Result<()> {
-        self.land(|t| t.map().upper_bound(Bound::Included(KeySlice::new(target))));
+        self.land(|l| l.seek_le(&Target::from_internal(target)));
         Ok(())
     }
 }
@@ -178,7 +178,7 @@ impl Clone for MemtableCursor {
     /// A second cursor at the same position.
     fn clone(&self) -> Self {
         MemtableCursor {
-            current: self.current.clone(),
+            current: self.current,
             table: Arc::clone(&self.table),
         }
     }
@@ -188,7 +188,7 @@ impl fmt::Debug for MemtableCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemtableCursor")
             .field("memtable", &self.table.id())
-            .field("at", &self.current.as_ref().map(|e| e.key()))
+            .field("at", &self.node())
             .finish()
     }
 }

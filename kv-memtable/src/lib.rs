@@ -4,15 +4,21 @@
 //!
 //! From one stored version up to the set the engine writes into and reads from:
 //!
-//! - `entry.rs`: how one version is stored (one reference-counted allocation: the
-//!   encoded internal key, then the value) and the skiplist key that orders it;
-//!   [`Value`], a value shared with the memtable, returned without copying.
-//! - `memtable.rs`: [`Memtable`], a lock-free skiplist (`crossbeam-skiplist`) of every
-//!   version written since the last flush, keyed by internal key (user key, sequence
-//!   number, kind), so versions coexist and readers at old snapshots are unaffected by
-//!   new writes. [`Memtable::get`] answers "newest version visible at snapshot S"
-//!   ([`Lookup`]), [`Memtable::insert_batch`] inserts a batch with contiguous sequence
-//!   numbers, and [`Memtable::approximate_size`] tracks the heap bytes it uses.
+//! - `arena.rs`: the arena entries live in: large blocks, bump-allocated with an atomic
+//!   `fetch_add` (a short mutex only to take a new block), freed all at once.
+//! - `node.rs`: how one version is stored: one arena allocation holding a header (with
+//!   the user key's first 8 bytes as a number, for fast comparisons), the skiplist
+//!   tower, the encoded internal key and the value.
+//! - `skiplist.rs`: the concurrent, insert-only skiplist of those nodes (CAS-linked
+//!   level 0 first; the memory orderings are documented there).
+//! - `value.rs`: [`Value`], a value handed out as an owned copy, so it never keeps an
+//!   arena alive.
+//! - `memtable.rs`: [`Memtable`], the skiplist of every version written since the last
+//!   flush, keyed by internal key (user key, sequence number, kind), so versions
+//!   coexist and readers at old snapshots are unaffected by new writes.
+//!   [`Memtable::get`] answers "newest version visible at snapshot S" ([`Lookup`]),
+//!   [`Memtable::insert_batch`] inserts a batch with contiguous sequence numbers, and
+//!   [`Memtable::approximate_size`] tracks the arena bytes it uses.
 //! - `cursor.rs`: [`MemtableCursor`] (from [`Memtable::cursor`]), a
 //!   [`kv_iter::Cursor`] over one memtable that owns an `Arc` of it (`'static + Send`),
 //!   correct while inserts continue.
@@ -60,17 +66,20 @@
 //! ```
 #![warn(missing_docs)]
 
+mod arena;
 mod cursor;
-mod entry;
 mod error;
 mod memtable;
+mod node;
 mod set;
+mod skiplist;
+mod value;
 
 pub use cursor::MemtableCursor;
-pub use entry::Value;
 pub use error::{Error, Result};
 pub use memtable::{Lookup, Memtable, MemtableId};
 pub use set::{MemtableSet, MemtableSetOptions, MemtableSetView};
+pub use value::Value;
 
 /// The README's examples, run as doctests.
 #[cfg(doctest)]
