@@ -5,8 +5,9 @@ use std::ops::Deref;
 
 /// A value read from the database.
 ///
-/// A value found in a memtable shares the memtable's memory (no copy); one read from a
-/// table owns the bytes copied out of its block. Either way it dereferences to `[u8]`.
+/// A value is always the caller's own copy: one found in a memtable is copied out of
+/// the memtable's arena (so keeping it never keeps a memtable's memory alive), one
+/// read from a table is copied out of its block. Either way it dereferences to `[u8]`.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -22,23 +23,23 @@ pub struct Value(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Shared(kv_memtable::Value),
+    Memtable(kv_memtable::Value),
     Owned(Vec<u8>),
 }
 
 impl Value {
     pub(crate) fn shared(v: kv_memtable::Value) -> Self {
-        Value(Repr::Shared(v))
+        Value(Repr::Memtable(v))
     }
 
     pub(crate) fn owned(v: Vec<u8>) -> Self {
         Value(Repr::Owned(v))
     }
 
-    /// The bytes as an owned vector (copies only if the value is shared).
+    /// The bytes as an owned vector (no copy: the value already owns them).
     pub fn into_vec(self) -> Vec<u8> {
         match self.0 {
-            Repr::Shared(v) => v.to_vec(),
+            Repr::Memtable(v) => v.into_vec(),
             Repr::Owned(v) => v,
         }
     }
@@ -48,7 +49,7 @@ impl Deref for Value {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.0 {
-            Repr::Shared(v) => v,
+            Repr::Memtable(v) => v,
             Repr::Owned(v) => v,
         }
     }
