@@ -195,6 +195,12 @@ impl Inner {
         }
         st.version = Arc::new(version);
         st.flushed_seq = flushed_seq;
+        // Counted before the memtable leaves the set: `Db::flush` returns once it has,
+        // and its caller may read the stats at once.
+        if let Some(f) = &file {
+            Counters::add(&self.counters.flush_bytes, f.size);
+        }
+        Counters::add(&self.counters.flushes, 1);
         self.mems.release(mem.id())?;
         self.install_sv(&st);
         self.update_pending(&st);
@@ -203,10 +209,6 @@ impl Inner {
         // Wake the compaction workers: level 0 grew.
         self.bg_cv.notify_all();
 
-        if let Some(f) = &file {
-            Counters::add(&self.counters.flush_bytes, f.size);
-        }
-        Counters::add(&self.counters.flushes, 1);
         // The flush is durable: the WAL below it is no longer needed (pins permitting).
         let report = self.wal.release_below(flushed_seq + 1)?;
         if !report.released.is_empty() {

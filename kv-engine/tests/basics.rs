@@ -148,7 +148,7 @@ fn stats_count_what_happened() {
     assert_eq!(s.puts, 100);
     assert_eq!(s.gets, 2);
     assert_eq!(s.get_misses, 1);
-    assert!(s.flushes >= 1 && s.flush_bytes > 0);
+    assert!(s.flushes >= 1 && s.flush_bytes > 0, "{s}");
     assert!(s.levels[0].files >= 1);
     assert!(s.write_amplification() > 1.0);
     assert_eq!(s.last_seq, 100);
