@@ -42,6 +42,9 @@ pub(crate) struct State {
     pub running_compactions: usize,
     /// Manual compactions in progress (automatic ones are not started meanwhile).
     pub manual_compactions: usize,
+    /// `Db::wait_idle` asks for the idle merge now rather than after a second without
+    /// writes (see `Strategy::pick_idle`).
+    pub idle_requested: bool,
     /// Frozen memtables a flush thread is writing.
     pub flushing: std::collections::HashSet<kv_memtable::MemtableId>,
     /// Retrying after an out-of-space failure (see `bg_error.rs`).

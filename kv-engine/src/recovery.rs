@@ -270,6 +270,7 @@ impl Db {
             shutting_down: false,
             running_compactions: 0,
             manual_compactions: 0,
+            idle_requested: false,
             flushing: Default::default(),
             resume: Default::default(),
         };

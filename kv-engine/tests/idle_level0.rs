@@ -128,3 +128,35 @@ fn a_single_level0_table_is_left_alone() {
     assert_eq!(after.compactions, before.compactions, "{after}");
     db.close().unwrap();
 }
+
+#[test]
+fn wait_idle_merges_level0_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    for round in 0..3 {
+        for i in (round..600).step_by(2) {
+            db.put(key(i), value(i, round)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let before = db.stats();
+    assert!(before.levels[0].files >= 2, "{before}");
+    // No sleep: wait_idle asks for the merge instead of waiting for a quiet second.
+    let start = Instant::now();
+    db.wait_idle().unwrap();
+    let after = db.stats();
+    assert_eq!(after.levels[0].files, 1, "{after}");
+    assert!(after.compactions > before.compactions, "{after}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    for i in 0..600 {
+        let newest = if i % 2 == 0 { 2 } else { 1 };
+        let newest = if i == 0 { 0 } else { newest };
+        assert_eq!(
+            db.get(key(i)).unwrap().as_deref(),
+            Some(value(i, newest).as_bytes()),
+            "{}",
+            key(i)
+        );
+    }
+    db.close().unwrap();
+}
