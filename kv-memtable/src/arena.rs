@@ -116,6 +116,11 @@ unsafe fn data_of(block: NonNull<BlockHeader>) -> NonNull<u8> {
     unsafe { block.cast::<u8>().add(HEADER) }
 }
 
+/// Reached only for a request near `isize::MAX` bytes: a node's size is its key and
+/// value lengths (slices that exist in memory) plus a few hundred bytes, so no input an
+/// engine accepts comes near it (kv-engine caps keys at 1 MiB and values at 1 GiB
+/// batches). Like `Vec`'s capacity overflow, it is a bug or an impossible request, not
+/// an input error.
 #[cold]
 fn capacity_overflow() -> ! {
     panic!("memtable arena: allocation size overflows")

@@ -178,6 +178,9 @@ impl SkipList {
     /// If `user_key` is longer than `u32::MAX - 8` bytes.
     pub(crate) fn insert(&self, user_key: &[u8], trailer: u64, value: &[u8]) -> bool {
         let key_len = user_key.len() + TRAILER_LEN;
+        // A documented precondition of the public `Memtable::insert`, unreachable from
+        // kv-engine (keys at most 1 MiB, validated in `Options` and when the WAL is
+        // replayed) or from any bytes read back.
         assert!(
             u32::try_from(key_len).is_ok(),
             "memtable keys are limited to u32::MAX - 8 bytes, got {}",
