@@ -1,7 +1,9 @@
-//! Once the database is idle, leveled compaction merges level 0's tables into one
-//! level-0 table (rewriting level 0 only, not the base level), so reads at rest meet
-//! one level-0 table. Every key keeps its newest value, a snapshot taken between the
-//! flushes keeps its view, a deleted key stays deleted, and the database verifies.
+//! Once the database is idle, leveled compaction first moves level-0 tables that
+//! overlap nothing in the base level down as they are (oldest first), then merges the
+//! rest of level 0 into one level-0 table (rewriting level 0 only, not the base
+//! level), so reads at rest meet at most one level-0 table. Every key keeps its newest
+//! value, a snapshot taken between the flushes keeps its view, a deleted key stays
+//! deleted, and the database verifies.
 #![allow(clippy::unwrap_used, reason = "test code")]
 
 use std::time::{Duration, Instant};
@@ -47,8 +49,7 @@ fn level0_is_merged_into_one_table_when_idle() {
     let db = Db::open(dir.path(), opts()).unwrap();
     let n = 500;
     // Round 0 everywhere, then rounds 1 and 2 over overlapping halves: three level-0
-    // tables whose ranges overlap (nothing moves down: the base level is empty, but
-    // the newest table overlaps the oldest).
+    // tables whose ranges overlap.
     for i in 0..n {
         db.put(key(i), value(i, 0)).unwrap();
     }
@@ -66,12 +67,18 @@ fn level0_is_merged_into_one_table_when_idle() {
     let before = db.stats();
     assert!(before.levels[0].files >= 2, "{before}");
 
-    let files = wait_for_level0(&db, Duration::from_secs(20), |f| f <= 1);
+    // The three overlap each other: merged into one level-0 table, which then (with
+    // nothing below it) moves down as it is.
+    let files = wait_for_level0(&db, Duration::from_secs(20), |f| f == 0);
     let after = db.stats();
-    assert_eq!(files, 1, "level 0 was not merged while idle: {after}");
-    assert!(after.compactions > before.compactions, "{after}");
-    // Only level 0 was rewritten: nothing deeper holds data.
-    assert!(after.levels.iter().skip(1).all(|l| l.files == 0), "{after}");
+    assert_eq!(
+        files, 0,
+        "level 0 was not merged and moved while idle: {after}"
+    );
+    assert_eq!(after.compactions, before.compactions + 1, "{after}");
+    assert_eq!(after.trivial_moves, before.trivial_moves + 1, "{after}");
+    let deeper: usize = after.levels.iter().skip(1).map(|l| l.files).sum();
+    assert_eq!(deeper, 1, "level 0 was merged into one table: {after}");
 
     let newest = |i: u64| {
         if i.is_multiple_of(3) {
@@ -112,11 +119,32 @@ fn level0_is_merged_into_one_table_when_idle() {
 }
 
 #[test]
-fn a_single_level0_table_is_left_alone() {
+fn disjoint_tables_move_down_and_a_single_overlapping_one_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
+    // A sequential load in three flushes: three disjoint level-0 tables, each of
+    // which moves down without a rewrite.
+    for part in 0..3 {
+        for i in part * 100..(part + 1) * 100 {
+            db.put(key(i), value(i, 0)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let loaded = db.stats();
+    assert_eq!(loaded.levels[0].files, 3, "{loaded}");
+    db.wait_idle().unwrap();
+    let moved = db.stats();
+    assert_eq!(moved.levels[0].files, 0, "{moved}");
+    assert_eq!(moved.trivial_moves, loaded.trivial_moves + 3, "{moved}");
+    assert_eq!(moved.compactions, loaded.compactions, "{moved}");
+    assert_eq!(
+        moved.compaction_bytes_written, loaded.compaction_bytes_written,
+        "moves rewrite nothing: {moved}"
+    );
+    // One level-0 table over the base level's range: nothing to merge it with, and it
+    // cannot move, so it stays.
     for i in 0..300 {
-        db.put(key(i), value(i, 0)).unwrap();
+        db.put(key(i), value(i, 1)).unwrap();
     }
     db.flush().unwrap();
     let before = db.stats();
@@ -145,8 +173,12 @@ fn wait_idle_merges_level0_at_once() {
     let start = Instant::now();
     db.wait_idle().unwrap();
     let after = db.stats();
-    assert_eq!(after.levels[0].files, 1, "{after}");
-    assert!(after.compactions > before.compactions, "{after}");
+    // Merged into one table, moved down (nothing below overlaps it).
+    assert_eq!(after.levels[0].files, 0, "{after}");
+    assert_eq!(after.compactions, before.compactions + 1, "{after}");
+    assert_eq!(after.trivial_moves, before.trivial_moves + 1, "{after}");
+    let deeper: usize = after.levels.iter().skip(1).map(|l| l.files).sum();
+    assert_eq!(deeper, 1, "{after}");
     assert!(start.elapsed() < Duration::from_secs(10));
     for i in 0..600 {
         let newest = if i % 2 == 0 { 2 } else { 1 };

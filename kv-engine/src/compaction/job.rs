@@ -498,10 +498,11 @@ impl Db {
     }
 
     /// Waits until background work is idle: no memtable waiting for flush and no
-    /// compaction running or due. With leveled compaction it then also runs the merge
-    /// the database would run after a second without writes (two or more level-0
-    /// tables merged into one), so that reads after a bulk load meet one level-0
-    /// table. Returns the background error if work stopped.
+    /// compaction running or due. With leveled compaction it then also runs the work
+    /// the database would do after a second without writes (level-0 tables that
+    /// overlap nothing moved down as they are, the others merged into one), so that
+    /// reads after a bulk load meet at most one level-0 table. Returns the background
+    /// error if work stopped.
     ///
     /// Writes from other threads meanwhile may keep it waiting: it returns once the
     /// work they cause is done too.

@@ -308,14 +308,47 @@ impl Strategy for Leveled {
         None
     }
 
-    /// While the database is idle, level 0's tables (two or more, none being
+    /// While the database is idle, the oldest level-0 table moves down to the base
+    /// level as it is if nothing there or in level 0 overlaps it (one task per table, so a
+    /// sequential load reaches the base level without a rewrite). Otherwise level 0's
+    /// tables (two or more, none being
     /// compacted) are merged into one level-0 table: a read then meets one level-0
     /// table instead of up to `level0_trigger - 1`, for the price of rewriting level 0
     /// alone (not the base level, which a compaction into it would rewrite). The
     /// merged table keeps its place in age (all of level 0 is taken), and the next
     /// compaction into the base level takes it with the tables flushed after it.
-    fn pick_idle(&self, version: &Version, _ctx: &PickContext) -> Option<Task> {
+    fn pick_idle(&self, version: &Version, ctx: &PickContext) -> Option<Task> {
         let l0 = version.levels.first()?;
+        // First, the oldest level-0 table moves down as it is if nothing in level 0
+        // or in the base level overlaps it: after a sequential load every flushed
+        // table qualifies, one after the other, and merging them would rewrite all of
+        // level 0 for nothing (a read meets at most one of several disjoint tables,
+        // whose key ranges it checks first). A table that overlaps newer level-0
+        // tables stays for the merge: moved down, it would leave a read two tables
+        // to merge over its range instead of one.
+        let (base, _) = self.targets(version);
+        if let Some((oldest, newer)) = l0.split_last()
+            && !oldest.is_busy()
+            && !newer.iter().any(|t| {
+                t.smallest_user_key() <= oldest.largest_user_key()
+                    && oldest.smallest_user_key() <= t.largest_user_key()
+            })
+            && overlapping(
+                version,
+                base,
+                Some(oldest.smallest_user_key()),
+                Some(oldest.largest_user_key()),
+            )
+            .is_empty()
+        {
+            return Some(self.task(
+                version,
+                vec![(0, vec![oldest.clone()]), (base, Vec::new())],
+                base,
+                ctx,
+                "idle level 0",
+            ));
+        }
         if l0.len() < 2 || any_busy(l0) {
             return None;
         }
@@ -551,6 +584,58 @@ mod tests {
             leveled.pick_idle(&v, &CTX).is_none(),
             "a busy level-0 table"
         );
+    }
+
+    #[test]
+    fn idle_moves_disjoint_level0_tables_down_oldest_first_before_merging() {
+        let mut t = Tables::new();
+        let leveled = Leveled::new(LeveledOptions::default());
+        // A sequential load: level 0 newest first, each table after the last, and the
+        // base level (level 1 here) holding keys below them all.
+        let mut v = version(vec![t.table("a", "b", 100)], Vec::new());
+        let (c, e, g) = (
+            t.table("c", "d", 10),
+            t.table("e", "f", 10),
+            t.table("g", "h", 10),
+        );
+        v.levels[0] = vec![g.clone(), e.clone(), c.clone()];
+        let task = leveled.pick_idle(&v, &CTX).unwrap();
+        assert!(task.trivial_move, "the oldest table overlaps nothing below");
+        assert_eq!(task.output_level, 1);
+        let from_level0 = |task: &Task| -> Vec<u64> {
+            task.inputs
+                .iter()
+                .flat_map(|(l, ts)| ts.iter().map(move |t| (*l, t.file.number)))
+                .map(|(l, n)| {
+                    assert_eq!(l, 0, "only level 0 is an input");
+                    n
+                })
+                .collect()
+        };
+        assert_eq!(from_level0(&task), vec![c.file.number]);
+        // Busy oldest table: no move, and no merge either (level 0 is not all free).
+        c.set_busy(true);
+        assert!(leveled.pick_idle(&v, &CTX).is_none());
+        c.set_busy(false);
+        // Once the oldest overlaps a newer level-0 table, level 0 is merged in place.
+        let wide = t.table("a", "z", 10);
+        v.levels[0].insert(0, wide.clone());
+        let task = leveled.pick_idle(&v, &CTX).unwrap();
+        assert!(!task.trivial_move);
+        assert_eq!(task.output_level, 0);
+        assert_eq!(task.input_tables().count(), 4);
+        v.levels[0].remove(0);
+        // And so it is once the oldest overlaps the base level.
+        v.levels[1].push(t.table("c", "c", 100));
+        let task = leveled.pick_idle(&v, &CTX).unwrap();
+        assert!(!task.trivial_move);
+        assert_eq!(task.output_level, 0);
+        assert_eq!(task.input_tables().count(), 3);
+        // A single level-0 table that overlaps nothing below moves too.
+        v.levels[0] = vec![g.clone()];
+        let task = leveled.pick_idle(&v, &CTX).unwrap();
+        assert!(task.trivial_move);
+        assert_eq!(from_level0(&task), vec![g.file.number]);
     }
 
     #[test]
