@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     pub compaction_threads: usize,
     /// The strategy's estimate of compaction debt, for back-pressure.
     pub pending_compaction_bytes: AtomicU64,
+    /// Paces writes between the slowdown and stop thresholds.
+    pub pacer: crate::pacer::Pacer,
     pub closed: AtomicBool,
     /// Fast-path copy of `state.bg_error.is_some()`.
     pub bg_failed: AtomicBool,

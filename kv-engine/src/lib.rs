@@ -112,6 +112,7 @@ mod manifest;
 mod memory;
 mod mutex;
 mod options;
+mod pacer;
 mod priority;
 mod publish;
 mod read;

@@ -49,7 +49,7 @@ pub struct Options {
     pub(crate) flush_threads: usize,
     pub(crate) l0_slowdown_files: usize,
     pub(crate) l0_stop_files: usize,
-    pub(crate) slowdown_delay: Duration,
+    pub(crate) slowdown_write_rate: u64,
     pub(crate) pending_compaction_soft_bytes: u64,
     pub(crate) pending_compaction_hard_bytes: u64,
     pub(crate) txn_conflict_window_bytes: usize,
@@ -93,7 +93,7 @@ impl Default for Options {
             flush_threads: 1,
             l0_slowdown_files: 20,
             l0_stop_files: 36,
-            slowdown_delay: Duration::from_millis(1),
+            slowdown_write_rate: 16 << 20,
             pending_compaction_soft_bytes: 64 << 30,
             pending_compaction_hard_bytes: 256 << 30,
             txn_conflict_window_bytes: 16 << 20,
@@ -374,19 +374,39 @@ impl Options {
         self
     }
 
-    /// Level-0 table counts at which writes slow down (each waits `slowdown_delay`,
-    /// default 1 ms) and stop until compaction catches up. Defaults 20 and 36.
+    /// Level-0 table counts at which writes slow down (paced to a byte rate, see
+    /// [`Options::slowdown_write_rate`]) and stop until compaction catches up.
+    /// Defaults 20 and 36.
     pub fn level0_backpressure(mut self, slowdown_files: usize, stop_files: usize) -> Self {
         self.l0_slowdown_files = slowdown_files;
         self.l0_stop_files = stop_files;
         self
     }
 
-    /// Estimated compaction debt at which writes slow down and stop. Defaults 64 GiB
-    /// and 256 GiB.
+    /// Estimated compaction debt at which writes slow down (paced, as for level 0)
+    /// and stop. Defaults 64 GiB and 256 GiB.
     pub fn pending_compaction_limits(mut self, soft_bytes: u64, hard_bytes: u64) -> Self {
         self.pending_compaction_soft_bytes = soft_bytes;
         self.pending_compaction_hard_bytes = hard_bytes;
+        self
+    }
+
+    /// The write rate, in bytes a second, that writes are held to once level 0
+    /// reaches its slowdown count (or compaction debt its soft limit). Default 16 MiB/s
+    /// (RocksDB's `delayed_write_rate`). The rate falls linearly as the backlog grows,
+    /// to a sixteenth of this at the stop count; below the slowdown count writes are
+    /// not paced at all. A write is charged its batch's size; writers sleep only once
+    /// the debt they share reaches a millisecond, so small writes are not each
+    /// delayed by a fixed time (a fixed 1 ms per write would cut one writer of
+    /// 100-byte values from hundreds of thousands of writes a second to a thousand).
+    ///
+    /// ```
+    /// let opts = kv_engine::Options::default().slowdown_write_rate(64 << 20);
+    /// assert!(opts.validate().is_ok());
+    /// assert!(kv_engine::Options::default().slowdown_write_rate(0).validate().is_err());
+    /// ```
+    pub fn slowdown_write_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.slowdown_write_rate = bytes_per_sec;
         self
     }
 
@@ -552,6 +572,12 @@ impl Options {
                 "level-0 stop count {} must be above {what} ({must_exceed}): writes would stop \
                  before compaction starts; raise the stop count (level0_backpressure) or lower {what}",
                 self.l0_stop_files
+            ));
+        }
+        if self.slowdown_write_rate < 1024 {
+            return bad(format!(
+                "slowdown_write_rate {} B/s is below 1 KiB/s",
+                self.slowdown_write_rate
             ));
         }
         if self.pending_compaction_hard_bytes < self.pending_compaction_soft_bytes {

@@ -305,6 +305,7 @@ impl Db {
             strategy,
             compaction_threads,
             pending_compaction_bytes: AtomicU64::new(0),
+            pacer: crate::pacer::Pacer::new(),
             closed: AtomicBool::new(false),
             read_only: AtomicBool::new(read_only),
             lineage: Mutex::new(lineage),

@@ -67,9 +67,10 @@ pub struct Stats {
     pub table_probes: u64,
     /// Writes that had to wait for room (frozen memtables or level-0 tables piling up).
     pub stalls: u64,
-    /// Writes delayed by the level-0 slowdown.
+    /// Writes that slept to keep to the slowdown's write rate (level 0 or compaction
+    /// debt past its slowdown threshold; see `Options::slowdown_write_rate`).
     pub slowdowns: u64,
-    /// Total time writes spent waiting, in microseconds.
+    /// Total time writes spent waiting (stalls and slowdowns), in microseconds.
     pub stall_micros: u64,
     /// Read-write transactions committed (those with nothing to write included).
     pub transaction_commits: u64,

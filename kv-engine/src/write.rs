@@ -10,6 +10,7 @@ use kv_wal::{AppendOptions, Op, SeqRange, SyncPolicy};
 use crate::counters::Counters;
 use crate::db::Inner;
 use crate::mutex::lock;
+use crate::pacer::paced_rate;
 use crate::{Db, Error, Result, WriteBatch, WriteOptions};
 
 impl Inner {
@@ -55,7 +56,7 @@ impl Inner {
             return SeqNo::new(self.visible_seq())
                 .map_err(|e| Error::InvalidArgument(e.to_string()));
         }
-        self.make_room()?;
+        self.make_room(batch.user_bytes)?;
 
         // One writer at a time appends to the WAL (handing the batch to the OS, no
         // fsync) and inserts into the memtable, in sequence order. The active memtable
@@ -113,7 +114,7 @@ impl Inner {
 
     /// Waits until the active memtable has room, freezing it (and rotating the WAL) when
     /// it is full, and stalling while too many frozen memtables await their flush.
-    fn make_room(&self) -> Result<()> {
+    fn make_room(&self, batch_bytes: u64) -> Result<()> {
         let mut stalled: Option<Instant> = None;
         // Level 0 or compaction debt piling up: slow down once, or wait for compaction
         // (only when compaction runs: otherwise nothing would ever make room).
@@ -139,10 +140,28 @@ impl Inner {
                     && (l0 >= self.opts.l0_slowdown_files
                         || pending >= self.opts.pending_compaction_soft_bytes)
                 {
+                    // Paced: the rate for whichever backlog is further along.
+                    let o = &self.opts;
+                    let rate = paced_rate(
+                        o.slowdown_write_rate,
+                        l0 as u64,
+                        o.l0_slowdown_files as u64,
+                        o.l0_stop_files as u64,
+                    )
+                    .min(paced_rate(
+                        o.slowdown_write_rate,
+                        pending,
+                        o.pending_compaction_soft_bytes,
+                        o.pending_compaction_hard_bytes,
+                    ));
                     slowed = true;
-                    Counters::add(&self.counters.slowdowns, 1);
-                    std::thread::sleep(self.opts.slowdown_delay);
-                    continue;
+                    let sleep = self.pacer.reserve(batch_bytes, rate);
+                    if !sleep.is_zero() {
+                        Counters::add(&self.counters.slowdowns, 1);
+                        Counters::add(&self.counters.stall_micros, sleep.as_micros() as u64);
+                        std::thread::sleep(sleep);
+                        continue;
+                    }
                 }
                 break;
             }

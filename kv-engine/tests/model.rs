@@ -73,6 +73,7 @@ struct Config {
     manifest_max_size: u64,
     max_open_files: usize,
     table_writeback_bytes: u64,
+    slowdown_write_rate: u64,
 }
 
 impl Config {
@@ -94,7 +95,8 @@ impl Config {
             .paranoid_checks(self.paranoid_checks)
             .manifest_max_size(self.manifest_max_size)
             .max_open_files(self.max_open_files)
-            .table_writeback_bytes(self.table_writeback_bytes);
+            .table_writeback_bytes(self.table_writeback_bytes)
+            .slowdown_write_rate(self.slowdown_write_rate);
         for (level, codec) in self.compression.iter().enumerate() {
             o = o.compression(level, *codec);
         }
@@ -209,7 +211,9 @@ fn config() -> impl Strategy<Value = Config> {
     let files = prop_oneof![Just(1usize), Just(2), Just(3), Just(8), Just(1000)];
     // Table writeback: off, every page, now and then.
     let writeback = prop_oneof![Just(0u64), Just(4096), Just(64 << 10)];
-    (style, sizes, knobs, (files, writeback)).prop_map(
+    // The slowdown's pace: slow now and then (it sleeps), the default, or barely.
+    let pace = prop_oneof![1 => Just(1u64 << 20), 2 => Just(16u64 << 20), 2 => Just(1u64 << 30)];
+    (style, sizes, knobs, (files, writeback, pace)).prop_map(
         |(
             style,
             (memtable_size, max_imm, block_size, target_table_size, wal_segment_size, manifest),
@@ -225,7 +229,7 @@ fn config() -> impl Strategy<Value = Config> {
                 use_mmap,
                 paranoid_checks,
             ),
-            (max_open_files, table_writeback_bytes),
+            (max_open_files, table_writeback_bytes, slowdown_write_rate),
         )| {
             // Level-0 stop strictly above the leveled trigger and the tiered run limit
             // (what validation requires); slowdown at or below stop.
@@ -255,6 +259,7 @@ fn config() -> impl Strategy<Value = Config> {
                 manifest_max_size: manifest,
                 max_open_files,
                 table_writeback_bytes,
+                slowdown_write_rate,
             }
         },
     )

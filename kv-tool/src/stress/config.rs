@@ -25,6 +25,7 @@
 //! writeback=N                 WAL writeback every N bytes (wal_writeback_bytes; 0: off)
 //! nice=N                      nice value of the compaction threads (compaction_nice)
 //! twriteback=N                table writeback every N bytes (table_writeback_bytes; 0: off)
+//! pace=N                      write rate past the slowdown count, bytes/s (slowdown_write_rate)
 //! ```
 
 use std::fmt;
@@ -71,6 +72,7 @@ pub(crate) struct StressConfig {
     prealloc: bool,
     writeback: u64,
     table_writeback: u64,
+    slowdown_rate: u64,
     nice: i32,
     max_open_files: usize,
 }
@@ -106,6 +108,7 @@ impl StressConfig {
             prealloc: true,
             writeback: 1 << 20,
             table_writeback: 1 << 20,
+            slowdown_rate: 16 << 20,
             nice: 0,
             max_open_files: 1000,
         }
@@ -205,6 +208,10 @@ impl StressConfig {
                 .get(r.below(4) as usize)
                 .copied()
                 .unwrap_or(1 << 20),
+            slowdown_rate: [1 << 20, 16 << 20, 1 << 30]
+                .get(r.below(3) as usize)
+                .copied()
+                .unwrap_or(16 << 20),
         }
     }
 
@@ -232,6 +239,7 @@ impl StressConfig {
             .wal_preallocate(self.prealloc)
             .wal_writeback_bytes(self.writeback)
             .table_writeback_bytes(self.table_writeback)
+            .slowdown_write_rate(self.slowdown_rate)
             .compaction_nice(self.nice)
             .max_open_files(self.max_open_files);
         for (level, c) in self.compression.iter().enumerate() {
@@ -312,13 +320,14 @@ impl fmt::Display for StressConfig {
         }
         write!(
             f,
-            ",mmap={},prealloc={},files={},writeback={},nice={},twriteback={}",
+            ",mmap={},prealloc={},files={},writeback={},nice={},twriteback={},pace={}",
             u8::from(self.mmap),
             u8::from(self.prealloc),
             self.max_open_files,
             self.writeback,
             self.nice,
-            self.table_writeback
+            self.table_writeback,
+            self.slowdown_rate
         )
     }
 }
@@ -423,6 +432,7 @@ impl FromStr for StressConfig {
                 "files" => c.max_open_files = size(value)?,
                 "writeback" => c.writeback = num(value)?,
                 "twriteback" => c.table_writeback = num(value)?,
+                "pace" => c.slowdown_rate = num(value)?,
                 "nice" => {
                     c.nice = value
                         .parse::<i32>()
@@ -510,7 +520,7 @@ mod tests {
         let c = StressConfig::tiny();
         assert_eq!(
             c.to_string(),
-            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1,files=1000,writeback=1048576,nice=0,twriteback=1048576"
+            "style=leveled:2:10:1048576,memtable=65536,imm=4,block=1024,bloom=10,cache=262144,compression=snappy/snappy/snappy/snappy/snappy/snappy/snappy,wal=65536,table=262144,manifest=16384,cthreads=1,fthreads=1,l0=20:36,pending=default,mmap=1,prealloc=1,files=1000,writeback=1048576,nice=0,twriteback=1048576,pace=16777216"
         );
     }
 }
