@@ -69,7 +69,7 @@ impl Inner {
         let want_sync = opts
             .sync_override()
             .unwrap_or(self.opts.sync_policy == SyncPolicy::Always);
-        let commit = lock(&self.commit);
+        let commit = crate::mutex::lock_commit(&self.commit);
         let seqs = self
             .wal
             .append_if(&batch.inner, AppendOptions { sync: Some(false) }, admit)?;
