@@ -14,6 +14,7 @@ use crate::table_file::{BuildOptions, open_table, write_table};
 use crate::version::{TableHandle, Version, sort_level};
 use crate::version_edit::{TableFile, VersionEdit};
 use crate::{Db, Error, Result};
+use kv_iter::Cursor;
 
 impl Inner {
     /// The background thread: flushes frozen memtables oldest first until shutdown.
@@ -145,17 +146,26 @@ impl Inner {
         }
         let mut cursor = mem.cursor();
         let mut charge = self.build_gauge.charge(0);
+        // Every table in the tree now holds older data than this memtable.
+        let older = self.sv.load().version.clone();
+        let mut sampler = ShadowSampler::new(&mut cursor, &older);
         let file = write_table(
             &*self.fs,
             &self.path,
             number,
             &self.build_options(0),
-            &mut cursor,
+            &mut sampler,
             &mut charge,
         )?;
+        let shadowed = sampler.fraction();
         drop(charge);
         let handle = match &file {
-            Some(f) => Some(Arc::new(self.open_handle(f.clone())?)),
+            Some(f) => {
+                let bytes = (f.size as f64 * shadowed) as u64;
+                Some(Arc::new(
+                    self.open_handle(f.clone())?.with_shadowed_bytes(bytes),
+                ))
+            }
             None => None,
         };
 
@@ -357,5 +367,113 @@ impl Db {
                 .0;
         }
         Ok(())
+    }
+}
+
+/// Every this many entries a flush checks whether an older version of the key may be
+/// in the tree.
+const SHADOW_SAMPLE_EVERY: u64 = 16;
+
+/// A cursor that passes a flush's entries through and, for one entry in
+/// [`SHADOW_SAMPLE_EVERY`], asks the tree's bloom filters whether an older version of
+/// its key may exist: the fraction that may estimates how much of the tree the new
+/// table makes obsolete (its shadowed bytes; false positives add about a bloom
+/// filter's rate). Idle leveled compaction uses it to decide whether level 0 is worth
+/// compacting into the base level (space back) or only merging (reads faster).
+struct ShadowSampler<'a> {
+    inner: &'a mut dyn Cursor,
+    older: &'a Version,
+    seen: u64,
+    samples: u64,
+    hits: u64,
+}
+
+impl<'a> ShadowSampler<'a> {
+    fn new(inner: &'a mut dyn Cursor, older: &'a Version) -> Self {
+        ShadowSampler {
+            inner,
+            older,
+            seen: 0,
+            samples: 0,
+            hits: 0,
+        }
+    }
+
+    /// The sampled fraction of entries whose key may have an older version (0 when
+    /// nothing was sampled).
+    fn fraction(&self) -> f64 {
+        if self.samples == 0 {
+            0.0
+        } else {
+            self.hits as f64 / self.samples as f64
+        }
+    }
+
+    fn sample(&mut self) {
+        if !self.inner.valid() {
+            return;
+        }
+        self.seen += 1;
+        if self.seen % SHADOW_SAMPLE_EVERY != 1 {
+            return;
+        }
+        let (user_key, _) = kv_iter::split_internal_key(self.inner.key());
+        self.samples += 1;
+        if may_exist_in_version(self.older, user_key) {
+            self.hits += 1;
+        }
+    }
+}
+
+/// Whether `user_key` may be in a table of `version`: level 0 table by table, deeper
+/// levels by a binary search on their sorted, disjoint ranges; then the bloom filter
+/// (a table that cannot be opened counts as holding it).
+fn may_exist_in_version(version: &Version, user_key: &[u8]) -> bool {
+    let may = |t: &Arc<TableHandle>| {
+        t.overlaps(Some(user_key), Some(user_key))
+            && t.slot
+                .with(|table| table.may_contain(user_key))
+                .unwrap_or(true)
+    };
+    let mut levels = version.levels.iter();
+    if levels.next().is_some_and(|l0| l0.iter().any(may)) {
+        return true;
+    }
+    levels.any(|tables| {
+        let i = tables.partition_point(|t| t.largest_user_key() < user_key);
+        tables.get(i).is_some_and(may)
+    })
+}
+
+impl Cursor for ShadowSampler<'_> {
+    fn valid(&self) -> bool {
+        self.inner.valid()
+    }
+    fn seek(&mut self, target: &[u8]) -> kv_iter::Result<()> {
+        self.inner.seek(target)?;
+        self.sample();
+        Ok(())
+    }
+    fn seek_to_first(&mut self) -> kv_iter::Result<()> {
+        self.inner.seek_to_first()?;
+        self.sample();
+        Ok(())
+    }
+    fn seek_to_last(&mut self) -> kv_iter::Result<()> {
+        self.inner.seek_to_last()
+    }
+    fn next(&mut self) -> kv_iter::Result<()> {
+        self.inner.next()?;
+        self.sample();
+        Ok(())
+    }
+    fn prev(&mut self) -> kv_iter::Result<()> {
+        self.inner.prev()
+    }
+    fn key(&self) -> &[u8] {
+        self.inner.key()
+    }
+    fn value(&self) -> &[u8] {
+        self.inner.value()
     }
 }

@@ -34,6 +34,10 @@ pub(crate) struct TableHandle {
     life: Arc<FileLife>,
     /// Set while a compaction has the table as an input.
     busy: AtomicBool,
+    /// Estimated bytes of older versions elsewhere in the tree that this table's keys
+    /// make obsolete (sampled when a flush wrote it; 0 when unknown). Not persisted:
+    /// after a reopen it is 0, which only means the idle reclaim waits for new flushes.
+    pub shadowed_bytes: u64,
 }
 
 /// The one owner of a table file on disk: deletes it (through the graveyard) when the
@@ -77,7 +81,14 @@ impl TableHandle {
                 graveyard,
             }),
             busy: AtomicBool::new(false),
+            shadowed_bytes: 0,
         }
+    }
+
+    /// The same handle with `shadowed_bytes` set.
+    pub(crate) fn with_shadowed_bytes(mut self, bytes: u64) -> Self {
+        self.shadowed_bytes = bytes;
+        self
     }
 
     /// The same open table under a new handle (a trivial move lists it at another
@@ -90,6 +101,7 @@ impl TableHandle {
             slot: self.slot.clone(),
             life: self.life.clone(),
             busy: AtomicBool::new(false),
+            shadowed_bytes: self.shadowed_bytes,
         }
     }
 

@@ -119,7 +119,7 @@ fn level0_is_merged_into_one_table_when_idle() {
 }
 
 #[test]
-fn disjoint_tables_move_down_and_a_single_overlapping_one_is_left_alone() {
+fn disjoint_tables_move_down_and_a_single_overlapping_one_of_new_keys_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts()).unwrap();
     // A sequential load in three flushes: three disjoint level-0 tables, each of
@@ -141,10 +141,10 @@ fn disjoint_tables_move_down_and_a_single_overlapping_one_is_left_alone() {
         moved.compaction_bytes_written, loaded.compaction_bytes_written,
         "moves rewrite nothing: {moved}"
     );
-    // One level-0 table over the base level's range: nothing to merge it with, and it
-    // cannot move, so it stays.
+    // One level-0 table of new keys between the base level's: nothing to merge it
+    // with, it cannot move, and it makes nothing obsolete, so it stays.
     for i in 0..300 {
-        db.put(key(i), value(i, 1)).unwrap();
+        db.put(format!("{}x", key(i)), value(i, 1)).unwrap();
     }
     db.flush().unwrap();
     let before = db.stats();
@@ -191,4 +191,73 @@ fn wait_idle_merges_level0_at_once() {
         );
     }
     db.close().unwrap();
+}
+
+/// Table bytes in every level.
+fn table_bytes(db: &Db) -> u64 {
+    db.stats().levels.iter().map(|l| l.bytes).sum()
+}
+
+#[test]
+fn overwrites_are_compacted_into_the_base_level_once_idle_and_new_keys_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts()).unwrap();
+    let n = 600;
+    // Even keys, loaded and settled: one table below level 0.
+    for i in (0..n).step_by(2) {
+        db.put(key(i), value(i, 0)).unwrap();
+    }
+    db.flush().unwrap();
+    db.wait_idle().unwrap();
+    let loaded = table_bytes(&db);
+    assert_eq!(db.stats().levels[0].files, 0);
+
+    // Odd keys (new, between the old ones) in two flushes: nothing is shadowed, so
+    // level 0 is merged in place and the base level is not rewritten.
+    for half in 0..2 {
+        for i in (1 + half * 300..(half + 1) * 300).step_by(2) {
+            db.put(key(i), value(i, 0)).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let before = db.stats();
+    db.wait_idle().unwrap();
+    let after = db.stats();
+    assert_eq!(after.levels[0].files, 1, "merged within level 0: {after}");
+    assert_eq!(after.compactions, before.compactions + 1, "{after}");
+
+    // Every key overwritten twice, in three flushes: level 0 shadows most of the tree,
+    // so once idle it is compacted into the base level and the old versions go.
+    let with_new = table_bytes(&db);
+    for round in 1..=2 {
+        for i in 0..n {
+            db.put(key(i), value(i, round)).unwrap();
+            if i == n / 2 {
+                db.flush().unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    assert!(table_bytes(&db) > 2 * with_new, "{}", db.stats());
+    db.wait_idle().unwrap();
+    let reclaimed = db.stats();
+    assert_eq!(reclaimed.levels[0].files, 0, "{reclaimed}");
+    // One version of each key is left: about the size after the first load of all
+    // keys (with_new), not three times it.
+    let now = table_bytes(&db);
+    assert!(
+        now < with_new + with_new / 4,
+        "{now} bytes in tables after overwrites, {with_new} before: {reclaimed}"
+    );
+    assert!(loaded < with_new);
+    for i in 0..n {
+        assert_eq!(
+            db.get(key(i)).unwrap().as_deref(),
+            Some(value(i, 2).as_bytes()),
+            "{}",
+            key(i)
+        );
+    }
+    db.close().unwrap();
+    assert!(inspect::verify(dir.path()).unwrap().is_ok());
 }

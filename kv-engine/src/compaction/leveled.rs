@@ -202,6 +202,12 @@ impl Leveled {
     }
 }
 
+/// Idle leveled compaction compacts level 0 into the base level when the level-0
+/// tables' shadowed bytes reach this fraction (1/N) of all table bytes: a tenth, so
+/// that after overwrites and an idle second the space in use is within about 1.1x the
+/// live data plus what was never shadowed.
+const IDLE_RECLAIM_DIVISOR: u64 = 10;
+
 impl Strategy for Leveled {
     fn pick(&self, version: &Version, ctx: &PickContext) -> Option<Task> {
         let (base, targets) = self.targets(version);
@@ -348,6 +354,18 @@ impl Strategy for Leveled {
                 ctx,
                 "idle level 0",
             ));
+        }
+        // Then, if level 0 makes enough of the tree obsolete (overwrites: the
+        // estimate its flushes sampled from the tree's bloom filters), it is compacted
+        // into the base level, which gives the space back; a merge within level 0
+        // would leave every obsolete version below it.
+        let shadowed: u64 = l0.iter().map(|t| t.shadowed_bytes).sum();
+        let total: u64 = version.levels.iter().flatten().map(|t| t.file.size).sum();
+        if shadowed > 0
+            && shadowed.saturating_mul(IDLE_RECLAIM_DIVISOR) >= total
+            && let Some(task) = self.level0_task(version, base, ctx, "idle reclaim")
+        {
+            return Some(task);
         }
         if l0.len() < 2 || any_busy(l0) {
             return None;
@@ -636,6 +654,43 @@ mod tests {
         let task = leveled.pick_idle(&v, &CTX).unwrap();
         assert!(task.trivial_move);
         assert_eq!(from_level0(&task), vec![g.file.number]);
+    }
+
+    #[test]
+    fn idle_compacts_level0_into_the_base_when_it_shadows_a_tenth_of_the_tree() {
+        let mut t = Tables::new();
+        let leveled = Leveled::new(LeveledOptions::default());
+        let base = t.table("a", "z", 1000);
+        let mut v = version(vec![base.clone()], Vec::new());
+        let shadowing = |t: &mut Tables, lo: &str, hi: &str, size: u64, shadowed: u64| {
+            let h = Arc::try_unwrap(t.table(lo, hi, size)).ok().unwrap();
+            Arc::new(h.with_shadowed_bytes(shadowed))
+        };
+        // Two overlapping level-0 tables over the base, shadowing 100 of 1,200 bytes
+        // (under a tenth): merged within level 0.
+        v.levels[0] = vec![
+            shadowing(&mut t, "b", "y", 100, 50),
+            shadowing(&mut t, "c", "x", 100, 50),
+        ];
+        let task = leveled.pick_idle(&v, &CTX).unwrap();
+        assert_eq!(task.output_level, 0, "{}", task.reason);
+        // Shadowing 120 of 1,200 (a tenth): compacted into the base level, with it.
+        v.levels[0][0] = shadowing(&mut t, "b", "y", 100, 70);
+        let task = leveled.pick_idle(&v, &CTX).unwrap();
+        assert_eq!(task.output_level, 1);
+        assert_eq!(task.reason, "idle reclaim");
+        assert!(!task.trivial_move);
+        assert_eq!(task.input_tables().count(), 3);
+        assert!(
+            task.input_tables()
+                .any(|x| x.file.number == base.file.number)
+        );
+        // Nothing shadowed (new keys between old ones): merged within level 0.
+        v.levels[0] = vec![
+            shadowing(&mut t, "b", "y", 600, 0),
+            shadowing(&mut t, "c", "x", 600, 0),
+        ];
+        assert_eq!(leveled.pick_idle(&v, &CTX).unwrap().output_level, 0);
     }
 
     #[test]
