@@ -19,7 +19,8 @@ pub struct LeveledOptions {
     /// 6.91x with 4), and 50M fills 7.61x against 9.07x, at the same fill rate. The
     /// price is up to 15 level-0 tables for reads while writes run (point reads skip
     /// them by their bloom filters; scans merge them); the tables left when the writes
-    /// stop are merged into one once the database is idle, so reads at rest do not
+    /// stop are merged into one once the database is idle (or compacted into the
+    /// base level if they make a tenth of the tree obsolete), so reads at rest do not
     /// pay for it (seekrandom at 1M: 41k ops/s with up to 7 tables left, 218k after
     /// the idle merge).
     pub level0_trigger: usize,
