@@ -147,8 +147,14 @@ impl Inner {
         let mut cursor = mem.cursor();
         let mut charge = self.build_gauge.charge(0);
         // Every table in the tree now holds older data than this memtable.
+        // Only idle leveled compaction uses the estimate: skip the probes otherwise.
         let older = self.sv.load().version.clone();
-        let mut sampler = ShadowSampler::new(&mut cursor, &older);
+        let sample = self.compaction_threads > 0
+            && matches!(
+                self.opts.compaction_style,
+                crate::CompactionStyle::Leveled(_)
+            );
+        let mut sampler = ShadowSampler::new(&mut cursor, &older, sample);
         let file = write_table(
             &*self.fs,
             &self.path,
@@ -383,16 +389,19 @@ const SHADOW_SAMPLE_EVERY: u64 = 16;
 struct ShadowSampler<'a> {
     inner: &'a mut dyn Cursor,
     older: &'a Version,
+    /// Off: a plain pass-through.
+    enabled: bool,
     seen: u64,
     samples: u64,
     hits: u64,
 }
 
 impl<'a> ShadowSampler<'a> {
-    fn new(inner: &'a mut dyn Cursor, older: &'a Version) -> Self {
+    fn new(inner: &'a mut dyn Cursor, older: &'a Version, enabled: bool) -> Self {
         ShadowSampler {
             inner,
             older,
+            enabled,
             seen: 0,
             samples: 0,
             hits: 0,
@@ -410,7 +419,7 @@ impl<'a> ShadowSampler<'a> {
     }
 
     fn sample(&mut self) {
-        if !self.inner.valid() {
+        if !self.enabled || !self.inner.valid() {
             return;
         }
         self.seen += 1;
@@ -430,9 +439,11 @@ impl<'a> ShadowSampler<'a> {
 /// (a table that cannot be opened counts as holding it).
 fn may_exist_in_version(version: &Version, user_key: &[u8]) -> bool {
     let may = |t: &Arc<TableHandle>| {
+        // The filter itself, not `Table::may_contain`: these probes are not reads and
+        // must not count in the read statistics (bloom filter saves).
         t.overlaps(Some(user_key), Some(user_key))
             && t.slot
-                .with(|table| table.may_contain(user_key))
+                .with(|table| table.filter().is_none_or(|f| f.may_contain(user_key)))
                 .unwrap_or(true)
     };
     let mut levels = version.levels.iter();

@@ -399,6 +399,8 @@ impl Options {
     /// the debt they share reaches a millisecond, so small writes are not each
     /// delayed by a fixed time (a fixed 1 ms per write would cut one writer of
     /// 100-byte values from hundreds of thousands of writes a second to a thousand).
+    /// No write waits more than a second for its turn (a larger batch's excess is
+    /// forgiven), and a waiting writer goes on as soon as the backlog is gone.
     ///
     /// ```
     /// let opts = kv_engine::Options::default().slowdown_write_rate(64 << 20);

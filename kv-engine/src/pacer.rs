@@ -25,6 +25,15 @@ use std::time::{Duration, Instant};
 /// Debts below this are not slept off yet.
 pub(crate) const MIN_SLEEP: Duration = Duration::from_millis(1);
 
+/// The most debt the clock keeps ahead of now: a write never waits longer than this
+/// for its turn, however large its batch or low the rate (the bytes beyond it are
+/// forgiven), and a slowdown that ends leaves at most this much to the next one.
+pub(crate) const MAX_DEBT: Duration = Duration::from_secs(1);
+
+/// A pacing sleep is taken in steps of at most this, re-checking between them whether
+/// the backlog is still there (see `Inner::paced_sleep`).
+pub(crate) const SLEEP_STEP: Duration = Duration::from_millis(10);
+
 /// The lowest rate, as a fraction of the configured one: reached at the stop threshold.
 const SLOWEST_DIVISOR: u64 = 16;
 
@@ -51,14 +60,15 @@ impl Pacer {
         let cost =
             u64::try_from(u128::from(bytes.max(1)) * 1_000_000_000 / u128::from(rate.max(1)))
                 .unwrap_or(u64::MAX);
+        let limit = now.saturating_add(u64::try_from(MAX_DEBT.as_nanos()).unwrap_or(u64::MAX));
         let mut start = now;
         // Relaxed: the counter only orders reservations among themselves; nothing else
         // is published through it.
         let _ = self
             .free_at
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |free| {
-                start = free.max(now);
-                Some(start.saturating_add(cost))
+                start = free.max(now).min(limit);
+                Some(start.saturating_add(cost).min(limit))
             });
         let ahead = Duration::from_nanos(start - now);
         if ahead >= MIN_SLEEP {
@@ -131,6 +141,22 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(98), "took {took:?}");
         assert!((10..=200).contains(&sleeps), "{sleeps} sleeps");
+    }
+
+    #[test]
+    fn no_write_waits_more_than_the_debt_limit() {
+        let pacer = Pacer::new();
+        // 64 MiB at 64 bytes a second would be 12 days; the next write waits at most
+        // MAX_DEBT, and so does every one after it.
+        assert!(pacer.reserve(64 << 20, 64).is_zero());
+        for _ in 0..3 {
+            let d = pacer.reserve(10, 64);
+            assert!(
+                d <= MAX_DEBT && d >= MAX_DEBT - Duration::from_millis(100),
+                "{d:?}"
+            );
+        }
+        assert!(pacer.reserve(u64::MAX, 1) <= MAX_DEBT);
     }
 
     #[test]

@@ -158,8 +158,8 @@ impl Inner {
                     let sleep = self.pacer.reserve(batch_bytes, rate);
                     if !sleep.is_zero() {
                         Counters::add(&self.counters.slowdowns, 1);
-                        Counters::add(&self.counters.stall_micros, sleep.as_micros() as u64);
-                        std::thread::sleep(sleep);
+                        let slept = self.paced_sleep(sleep);
+                        Counters::add(&self.counters.stall_micros, slept.as_micros() as u64);
                         continue;
                     }
                 }
@@ -192,6 +192,32 @@ impl Inner {
             Counters::add(&self.counters.stall_micros, t.elapsed().as_micros() as u64);
         }
         result
+    }
+
+    /// Sleeps up to `total` for the write pacer, in short steps, and stops early once
+    /// the backlog that slowed the write is gone, the database is closing or
+    /// background work failed (the caller's loop then reports it). Returns the time
+    /// slept.
+    fn paced_sleep(&self, total: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let left = total.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(crate::pacer::SLEEP_STEP));
+            let l0 = self.sv.load().version.levels.first().map_or(0, Vec::len);
+            let pending = self.pending_compaction_bytes.load(Ordering::Relaxed);
+            let backlog = l0 >= self.opts.l0_slowdown_files
+                || pending >= self.opts.pending_compaction_soft_bytes;
+            if !backlog
+                || self.bg_failed.load(Ordering::Acquire)
+                || self.closed.load(Ordering::Acquire)
+            {
+                break;
+            }
+        }
+        start.elapsed()
     }
 
     /// Whether a stall on compaction can end: a compaction is running (its end wakes

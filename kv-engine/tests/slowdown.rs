@@ -21,8 +21,8 @@ fn write_100k(db: &Db, round: u32) -> Duration {
 #[test]
 fn writes_past_the_slowdown_count_are_paced_to_the_rate() {
     let dir = tempfile::tempdir().unwrap();
-    // Slow down from one level-0 table on (the default trigger of 8 is never reached,
-    // so no compaction runs), stop far away, 1 MiB/s at the slowdown count.
+    // Slow down from one level-0 table on (the default trigger of 16 is never
+    // reached, so no compaction runs), stop far away, 1 MiB/s at the slowdown count.
     let opts = Options::default()
         .level0_backpressure(1, 1000)
         .slowdown_write_rate(1 << 20);

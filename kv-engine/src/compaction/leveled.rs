@@ -359,10 +359,15 @@ impl Strategy for Leveled {
         // estimate its flushes sampled from the tree's bloom filters), it is compacted
         // into the base level, which gives the space back; a merge within level 0
         // would leave every obsolete version below it.
+        // The estimate runs high by the bloom filters' false positives (about 1% per
+        // table probed, so up to a fifth with many level-0 tables): a quarter of level
+        // 0 must be shadowed too, which new keys alone never reach.
         let shadowed: u64 = l0.iter().map(|t| t.shadowed_bytes).sum();
         let total: u64 = version.levels.iter().flatten().map(|t| t.file.size).sum();
+        let l0_bytes: u64 = l0.iter().map(|t| t.file.size).sum();
         if shadowed > 0
             && shadowed.saturating_mul(IDLE_RECLAIM_DIVISOR) >= total
+            && shadowed.saturating_mul(4) >= l0_bytes
             && let Some(task) = self.level0_task(version, base, ctx, "idle reclaim")
         {
             return Some(task);
