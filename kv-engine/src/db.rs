@@ -77,7 +77,8 @@ pub(crate) struct Inner {
     pub commit: Mutex<()>,
     /// The visible sequence number (readers read at it), advanced strictly in order;
     /// synced batches join it only once durable.
-    pub publisher: Publisher,
+    /// Shared with write tickets, which outlive the database if kept.
+    pub publisher: Arc<Publisher>,
     /// Live snapshots: sequence number -> count.
     pub snapshots: Mutex<BTreeMap<u64, usize>>,
     pub counters: Counters,
@@ -90,6 +91,8 @@ pub(crate) struct Inner {
     pub pending_compaction_bytes: AtomicU64,
     /// Paces writes between the slowdown and stop thresholds.
     pub pacer: crate::pacer::Pacer,
+    /// Syncs the WAL for writes submitted without a waiting thread (`Db::submit`).
+    pub syncer: crate::ticket::Syncer,
     pub closed: AtomicBool,
     /// Fast-path copy of `state.bg_error.is_some()`.
     pub bg_failed: AtomicBool,
@@ -243,6 +246,7 @@ impl Db {
         }
         self.inner.bg_cv.notify_all();
         self.inner.room_cv.notify_all();
+        self.inner.syncer.stop();
         for handle in std::mem::take(&mut *lock(&self.bg)) {
             if handle.join().is_err() {
                 tracing::error!("a background thread panicked");
@@ -251,7 +255,11 @@ impl Db {
         self.inner.empty_graveyard();
         // Syncs the WAL and gives back the space its current segment reserved ahead
         // of its data (a small database stays small on disk once closed).
-        self.inner.wal.close_shared()?;
+        let closed = self.inner.wal.close_shared();
+        // Submitted writes nobody synced yet: published if the close made them
+        // durable, failed otherwise, so that no ticket waits forever.
+        self.inner.settle_tickets(closed.is_ok());
+        closed?;
         Ok(())
     }
 }

@@ -24,6 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use crate::mutex::lock;
 
@@ -46,6 +47,29 @@ struct Pending {
     failed_at: Option<u64>,
     /// Writers sleeping in [`Publisher::wait_visible`].
     waiters: usize,
+    /// Tasks waiting through [`Publisher::poll_visible`]: the sequence number each
+    /// needs visible, and its waker.
+    wakers: Vec<(u64, Waker)>,
+}
+
+impl Pending {
+    /// Takes the wakers whose sequence number is now visible (`visible`) or can never
+    /// be (at or after `failed_at`), to be woken once the lock is released.
+    fn take_ready(&mut self, visible: u64) -> Vec<Waker> {
+        if self.wakers.is_empty() {
+            return Vec::new();
+        }
+        let failed = self.failed_at.unwrap_or(u64::MAX);
+        let mut ready = Vec::new();
+        self.wakers.retain(|(seq, w)| {
+            let done = *seq <= visible || *seq >= failed;
+            if done {
+                ready.push(w.clone());
+            }
+            !done
+        });
+        ready
+    }
 }
 
 /// Why a write's visibility could not be waited for.
@@ -80,6 +104,9 @@ impl Publisher {
             p.synced.push_back((first, last));
         } else if p.synced.is_empty() && p.failed_at.is_none() {
             self.visible.store(last, Ordering::Release);
+            let ready = p.take_ready(last);
+            drop(p);
+            ready.into_iter().for_each(Waker::wake);
         }
     }
 
@@ -113,6 +140,9 @@ impl Publisher {
         if p.waiters > 0 {
             self.cv.notify_all();
         }
+        let ready = p.take_ready(self.visible.load(Ordering::Relaxed));
+        drop(p);
+        ready.into_iter().for_each(Waker::wake);
     }
 
     /// The fsync of the synced batch starting at `first` failed: it and everything
@@ -125,6 +155,46 @@ impl Publisher {
         if p.waiters > 0 {
             self.cv.notify_all();
         }
+        let ready = p.take_ready(self.visible.load(Ordering::Relaxed));
+        drop(p);
+        ready.into_iter().for_each(Waker::wake);
+    }
+
+    /// The first sequence number of the oldest synced batch still waiting for its
+    /// fsync, if any (what a failed fsync on behalf of every waiting batch fails from).
+    pub(crate) fn oldest_waiting_synced(&self) -> Option<u64> {
+        lock(&self.state).synced.front().map(|&(first, _)| first)
+    }
+
+    /// [`Publisher::wait_visible`] for a task: ready once `seq` is visible, or with an
+    /// error once it never can be; otherwise `cx`'s waker is kept and woken when one
+    /// of those happens (by whoever publishes or fails it).
+    pub(crate) fn poll_visible(
+        &self,
+        seq: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), PublishFailed>> {
+        if self.visible() >= seq {
+            return Poll::Ready(Ok(()));
+        }
+        let mut p = lock(&self.state);
+        // Checked again under the lock that every publication and failure takes:
+        // a change after this point finds the waker registered.
+        if self.visible() >= seq {
+            return Poll::Ready(Ok(()));
+        }
+        if p.failed_at.is_some_and(|f| f <= seq) {
+            return Poll::Ready(Err(PublishFailed));
+        }
+        match p
+            .wakers
+            .iter_mut()
+            .find(|(s, w)| *s == seq && w.will_wake(cx.waker()))
+        {
+            Some(_) => {}
+            None => p.wakers.push((seq, cx.waker().clone())),
+        }
+        Poll::Pending
     }
 
     /// Whether a synced batch's fsync failed.

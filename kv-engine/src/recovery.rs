@@ -297,7 +297,7 @@ impl Db {
             bg_cv: Condvar::new(),
             room_cv: Condvar::new(),
             commit: Mutex::new(()),
-            publisher: crate::publish::Publisher::new(visible),
+            publisher: Arc::new(crate::publish::Publisher::new(visible)),
             snapshots: Mutex::new(BTreeMap::new()),
             counters: Counters::new(),
             conflicts: ConflictTracker::new(conflict_window),
@@ -306,6 +306,7 @@ impl Db {
             compaction_threads,
             pending_compaction_bytes: AtomicU64::new(0),
             pacer: crate::pacer::Pacer::new(),
+            syncer: crate::ticket::Syncer::default(),
             closed: AtomicBool::new(false),
             read_only: AtomicBool::new(read_only),
             lineage: Mutex::new(lineage),
@@ -334,6 +335,13 @@ impl Db {
             threads.push(spawn(
                 format!("kv-compact-{i}"),
                 Box::new(move || worker.compaction_loop()),
+            )?);
+        }
+        {
+            let syncer = inner.clone();
+            threads.push(spawn(
+                "kv-syncer".into(),
+                Box::new(move || syncer.syncer_loop()),
             )?);
         }
         let db = Db {

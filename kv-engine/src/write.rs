@@ -56,38 +56,13 @@ impl Inner {
             return SeqNo::new(self.visible_seq())
                 .map_err(|e| Error::InvalidArgument(e.to_string()));
         }
-        self.make_room(batch.user_bytes)?;
-
-        // One writer at a time appends to the WAL (handing the batch to the OS, no
-        // fsync) and inserts into the memtable, in sequence order. The active memtable
-        // cannot be frozen meanwhile: freezing takes this lock too, so every batch lands
-        // in the memtable of its WAL segment. Durability waits come after, outside the
-        // lock, where kv-wal makes one fsync serve everyone waiting (group commit).
-        // Publication (see `publish.rs`) is in order: an unsynced batch is visible at
-        // once unless a synced one numbered before it still waits for its fsync; a
-        // synced batch only once durable, never if its fsync fails.
         let want_sync = opts
             .sync_override()
             .unwrap_or(self.opts.sync_policy == SyncPolicy::Always);
-        let commit = crate::mutex::lock_commit(&self.commit);
-        let seqs = self
-            .wal
-            .append_if(&batch.inner, AppendOptions { sync: Some(false) }, admit)?;
-        let mem = self.mems.active();
-        for (i, op) in batch.inner.iter().enumerate() {
-            let seq = SeqNo::new(seqs.first + i as u64)
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            match op {
-                Op::Put { key, value } => mem.insert(key, seq, ValueKind::Put, value),
-                Op::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
-            };
-        }
-        let last = seqs.first + seqs.count - 1;
-        self.publisher.inserted(seqs.first, last, want_sync);
-        drop(commit);
+        let (first, last) = self.apply_batch(batch, want_sync, admit)?;
         if want_sync {
             if let Err(e) = self.wal.sync_up_to(last) {
-                self.publisher.fail(seqs.first);
+                self.publisher.fail(first);
                 return Err(e.into());
             }
             self.publisher.durable(self.wal.durable_seq());
@@ -110,6 +85,78 @@ impl Inner {
         Counters::add(&c.wal_bytes, batch.inner.encoded_len() as u64);
         c.write_latency.record(start.elapsed().as_nanos() as u64);
         SeqNo::new(last).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// The part of the write path under the commit lock: waits for room, numbers the
+    /// batch, appends it to the WAL (no fsync) and inserts it into the memtable, and
+    /// records it with the publisher (`want_sync`: published only once durable).
+    /// Returns its first and last sequence numbers.
+    #[inline]
+    fn apply_batch(
+        &self,
+        batch: &WriteBatch,
+        want_sync: bool,
+        admit: impl FnOnce(SeqRange) -> Result<()>,
+    ) -> Result<(u64, u64)> {
+        self.make_room(batch.user_bytes)?;
+
+        // One writer at a time appends to the WAL (handing the batch to the OS, no
+        // fsync) and inserts into the memtable, in sequence order. The active memtable
+        // cannot be frozen meanwhile: freezing takes this lock too, so every batch lands
+        // in the memtable of its WAL segment. Durability waits come after, outside the
+        // lock, where kv-wal makes one fsync serve everyone waiting (group commit).
+        // Publication (see `publish.rs`) is in order: an unsynced batch is visible at
+        // once unless a synced one numbered before it still waits for its fsync; a
+        // synced batch only once durable, never if its fsync fails.
+        let commit = crate::mutex::lock_commit(&self.commit);
+        let seqs = self
+            .wal
+            .append_if(&batch.inner, AppendOptions { sync: Some(false) }, admit)?;
+        let mem = self.mems.active();
+        for (i, op) in batch.inner.iter().enumerate() {
+            let seq = SeqNo::new(seqs.first + i as u64)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            match op {
+                Op::Put { key, value } => mem.insert(key, seq, ValueKind::Put, value),
+                Op::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
+            };
+        }
+        let last = seqs.first + seqs.count - 1;
+        self.publisher.inserted(seqs.first, last, want_sync);
+        drop(commit);
+        Ok((seqs.first, last))
+    }
+
+    /// [`Db::submit`]'s write: like [`Inner::write`] up to the memtable insert, without
+    /// waiting for durability or visibility. Returns the last sequence number and
+    /// whether the write waits for an fsync (the caller asks the syncer for it).
+    pub(crate) fn submit_batch(
+        &self,
+        batch: &WriteBatch,
+        opts: WriteOptions,
+    ) -> Result<(u64, bool)> {
+        if self.read_only.load(Ordering::Acquire) {
+            return Err(Error::ReadOnly);
+        }
+        self.check_bg_error()?;
+        if batch.is_empty() {
+            return Ok((self.visible_seq(), false));
+        }
+        let want_sync = opts
+            .sync_override()
+            .unwrap_or(self.opts.sync_policy == SyncPolicy::Always);
+        let (_, last) = self.apply_batch(batch, want_sync, |seqs| {
+            let keys = batch.inner.iter().map(|op| op.key());
+            self.conflicts.record(seqs, keys, self.visible_seq());
+            Ok(())
+        })?;
+        let c = &self.counters;
+        Counters::add(&c.batches, 1);
+        Counters::add(&c.puts, batch.puts);
+        Counters::add(&c.deletes, batch.deletes);
+        Counters::add(&c.user_bytes_written, batch.user_bytes);
+        Counters::add(&c.wal_bytes, batch.inner.encoded_len() as u64);
+        Ok((last, want_sync))
     }
 
     /// Waits until the active memtable has room, freezing it (and rotating the WAL) when
