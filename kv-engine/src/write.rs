@@ -77,13 +77,10 @@ impl Inner {
             }));
         }
 
-        let c = &self.counters;
-        Counters::add(&c.batches, 1);
-        Counters::add(&c.puts, batch.puts);
-        Counters::add(&c.deletes, batch.deletes);
-        Counters::add(&c.user_bytes_written, batch.user_bytes);
-        Counters::add(&c.wal_bytes, batch.inner.encoded_len() as u64);
-        c.write_latency.record(start.elapsed().as_nanos() as u64);
+        self.count_batch(batch);
+        self.counters
+            .write_latency
+            .record(start.elapsed().as_nanos() as u64);
         SeqNo::new(last).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
@@ -150,13 +147,18 @@ impl Inner {
             self.conflicts.record(seqs, keys, self.visible_seq());
             Ok(())
         })?;
+        self.count_batch(batch);
+        Ok((last, want_sync))
+    }
+
+    /// Counts a written batch in the statistics (blocking and submitted writes alike).
+    fn count_batch(&self, batch: &WriteBatch) {
         let c = &self.counters;
         Counters::add(&c.batches, 1);
         Counters::add(&c.puts, batch.puts);
         Counters::add(&c.deletes, batch.deletes);
         Counters::add(&c.user_bytes_written, batch.user_bytes);
         Counters::add(&c.wal_bytes, batch.inner.encoded_len() as u64);
-        Ok((last, want_sync))
     }
 
     /// Waits until the active memtable has room, freezing it (and rotating the WAL) when
